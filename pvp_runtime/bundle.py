@@ -1,0 +1,263 @@
+"""The subject bundle: one ``.pvp`` file holding everything needed to render a subject.
+
+A bundle is a zip archive (stored, not compressed) with three members:
+
+``manifest.json``          format name and version, generator and mapper configs,
+                           channel layout, the training clip's channel statistics,
+                           framing, provenance, and the SHA-256 of each tensor file.
+``generator.safetensors``  the personalized StyleGAN2 generator (names as in
+                           :mod:`pvp_runtime.model.stylegan2`).
+``mappers.safetensors``    ``pivots`` [N, num_ws, w_dim] and the pose/expression mappers.
+
+No member is ever unpickled.  Saving writes a temporary file next to the
+target, reads it back, and only then renames it over the target, so a crash or
+a bad state never leaves a half-written bundle or replaces a good one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from . import __version__
+from .contract.channels import ChannelLayout, ChannelStats
+from .contract.errors import BundleError, PVPError
+from .model.pvp import MapperConfig, PVPModel
+from .model.stylegan2 import Generator, GeneratorConfig
+
+FORMAT_NAME = "pvp-avatar-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GENERATOR_FILE = "generator.safetensors"
+MAPPERS_FILE = "mappers.safetensors"
+
+
+@dataclass
+class Framing:
+    """How the aligned crop relates to the head, for roll applied as a 2D rotation.
+
+    ``roll_center`` is the point (x, y in 0..1 of the crop, y down) the head
+    rolls about; FFHQ-style crops put the neck pivot a little below the centre.
+    """
+
+    roll_center: tuple[float, float] = (0.5, 0.55)
+
+    def to_dict(self) -> dict:
+        return {"roll_center": list(self.roll_center)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Framing":
+        center = data.get("roll_center", (0.5, 0.55))
+        return cls(roll_center=(float(center[0]), float(center[1])))
+
+
+@dataclass
+class SubjectBundle:
+    name: str
+    generator: Generator
+    model: PVPModel
+    channel_stats: ChannelStats
+    framing: Framing = field(default_factory=Framing)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def layout(self) -> ChannelLayout:
+        return ChannelLayout(self.model.config.num_expressions)
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.config.resolution
+
+    def manifest(self) -> dict:
+        g = self.generator.config
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "resolution": g.resolution,
+            "w_dim": g.w_dim,
+            "num_ws": g.num_ws,
+            "num_pivots": self.model.config.num_pivots,
+            "num_expressions": self.model.config.num_expressions,
+            "generator": g.to_dict(),
+            "mappers": self.model.config.to_dict(),
+            "channels": self.layout.to_dict(),
+            "channel_stats": self.channel_stats.to_dict(),
+            "framing": self.framing.to_dict(),
+            "provenance": self.provenance,
+        }
+
+
+def default_provenance(source: str, **extra) -> dict:
+    return {"source": source, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "tool": f"pvp-avatar {__version__}", **extra}
+
+
+# --------------------------------------------------------------------------- saving
+
+def _state_bytes(module: torch.nn.Module) -> bytes:
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()}
+    return save_safetensors(state)
+
+
+def save_bundle(bundle: SubjectBundle, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise BundleError(f"{path}: is a directory, expected a bundle file path")
+    if not path.parent.exists():
+        raise BundleError(f"{path.parent}: output directory does not exist")
+    members = {GENERATOR_FILE: _state_bytes(bundle.generator), MAPPERS_FILE: _state_bytes(bundle.model)}
+    manifest = bundle.manifest()
+    manifest["tensor_files"] = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+            for name, data in members.items():
+                archive.writestr(name, data)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        load_bundle(tmp)  # never rename something we could not read back
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# --------------------------------------------------------------------------- loading
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Read and check a bundle's manifest without touching its tensors."""
+    path = Path(path)
+    with _open_archive(path) as archive:
+        return _manifest(archive, path)
+
+
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    if not path.exists():
+        raise BundleError(f"{path}: bundle not found")
+    if path.is_dir():
+        raise BundleError(f"{path}: is a directory, not a .pvp bundle")
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise BundleError(f"{path}: not a PVP bundle (not a zip archive, or truncated)") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read bundle ({exc.strerror or exc})") from None
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    try:
+        return archive.read(name)
+    except KeyError:
+        raise BundleError(f"{path}: corrupt bundle, member {name} is missing") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise BundleError(f"{path}: corrupt or truncated bundle ({name}: {exc})") from None
+
+
+def _manifest(archive: zipfile.ZipFile, path: Path) -> dict:
+    if MANIFEST not in archive.namelist():
+        raise BundleError(f"{path}: not a PVP bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(_read_member(archive, MANIFEST, path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: corrupt bundle, {MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise BundleError(f"{path}: not a PVP bundle (manifest format is {manifest.get('format')!r})"
+                          if isinstance(manifest, dict) else f"{path}: not a PVP bundle")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise BundleError(f"{path}: corrupt bundle, format_version is missing")
+    if version > FORMAT_VERSION:
+        raise BundleError(f"{path}: bundle format version {version} is newer than this PVP Avatar supports "
+                          f"({FORMAT_VERSION}); update PVP Avatar")
+    for key in ("generator", "mappers", "channel_stats", "tensor_files"):
+        if key not in manifest:
+            raise BundleError(f"{path}: corrupt bundle, manifest has no '{key}'")
+    return manifest
+
+
+def _load_state(archive, name, path, expected: dict[str, torch.Tensor], digest: str) -> dict:
+    data = _read_member(archive, name, path)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BundleError(f"{path}: corrupt bundle, {name} does not match its checksum")
+    try:
+        state = load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise BundleError(f"{path}: corrupt bundle, {name} is not a valid safetensors file ({exc})") from None
+    for key, reference in expected.items():
+        if key not in state:
+            raise BundleError(f"{path}: missing tensor '{key}' in {name}")
+        if tuple(state[key].shape) != tuple(reference.shape):
+            raise BundleError(f"{path}: tensor '{key}' in {name} has shape {list(state[key].shape)}, "
+                              f"expected {list(reference.shape)}")
+        if not torch.isfinite(state[key]).all():
+            raise BundleError(f"{path}: tensor '{key}' in {name} holds NaN or infinite values")
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise BundleError(f"{path}: unexpected tensor '{unexpected[0]}' in {name}")
+    return state
+
+
+def load_bundle(path: str | os.PathLike) -> SubjectBundle:
+    path = Path(path)
+    with _open_archive(path) as archive:
+        manifest = _manifest(archive, path)
+        try:
+            generator_config = GeneratorConfig.from_dict(manifest["generator"])
+            mapper_config = MapperConfig.from_dict(manifest["mappers"])
+            layout = ChannelLayout(mapper_config.num_expressions)
+            stats = ChannelStats.from_dict(manifest["channel_stats"], layout.size)
+        except (TypeError, ValueError, KeyError, AttributeError, PVPError) as exc:
+            raise BundleError(f"{path}: corrupt bundle, invalid manifest ({exc})") from None
+        generator = Generator(generator_config)
+        model = PVPModel(mapper_config, generator_config.num_ws, generator_config.w_dim)
+        digests = manifest["tensor_files"]
+        for module, name in ((generator, GENERATOR_FILE), (model, MAPPERS_FILE)):
+            if name not in digests:
+                raise BundleError(f"{path}: corrupt bundle, manifest lists no checksum for {name}")
+            state = _load_state(archive, name, path, module.state_dict(), digests[name])
+            module.load_state_dict(state)
+    generator.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    return SubjectBundle(name=str(manifest.get("name", path.stem)), generator=generator, model=model,
+                         channel_stats=stats, framing=Framing.from_dict(manifest.get("framing", {})),
+                         provenance=dict(manifest.get("provenance", {})))
+
+
+def random_bundle(generator_config: GeneratorConfig, num_pivots: int = 8, num_expressions: int = 50,
+                  seed: int = 0, name: str = "random", expression_scale: float = 0.0) -> SubjectBundle:
+    """A subject with random weights: for tests, benchmarks, and trying the pipeline without a fit.
+
+    Pivots are mapped from random z so the images look like the generator's
+    samples.  With ``expression_scale`` > 0 the mappers' last layers get random
+    weights too, so pose and expression visibly change the render.
+    """
+    torch.manual_seed(seed)
+    generator = Generator(generator_config)
+    generator.estimate_w_avg(samples=2000, seed=seed)
+    model = PVPModel(MapperConfig(num_pivots=num_pivots, num_expressions=num_expressions),
+                     generator_config.num_ws, generator_config.w_dim)
+    with torch.no_grad():
+        z = torch.randn(num_pivots, generator_config.z_dim)
+        model.pivots.copy_(generator.mapping(z, truncation_psi=0.7))
+        if expression_scale > 0:
+            for mlp in [model.pose_mapper.mlp, *model.expression_mapper.layers]:
+                torch.nn.init.normal_(mlp[2].weight, std=expression_scale)
+    layout = ChannelLayout(num_expressions)
+    stats = ChannelStats(mean=layout.defaults(1)[0], std=layout.defaults(1)[0] * 0 + 1)
+    generator.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    return SubjectBundle(name=name, generator=generator, model=model, channel_stats=stats,
+                         provenance=default_provenance("random weights", seed=seed))

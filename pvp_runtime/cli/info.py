@@ -1,0 +1,43 @@
+"""``pvp info BUNDLE``: what a subject bundle holds, without loading its tensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..bundle import read_manifest
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("info", help="describe a subject bundle",
+                                   description="Print a subject bundle's manifest: resolution, latent sizes, "
+                                               "pivot and expression counts, and where it came from.")
+    parser.add_argument("bundle", type=Path, help="subject bundle (.pvp)")
+    parser.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    manifest = read_manifest(args.bundle)
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return 0
+    g = manifest["generator"]
+    provenance = manifest.get("provenance", {})
+    lines = [
+        f"subject        {manifest.get('name')}",
+        f"format         {manifest['format']} v{manifest['format_version']}",
+        f"resolution     {manifest['resolution']} x {manifest['resolution']}",
+        f"latent         W+ {manifest['num_ws']} x {manifest['w_dim']}",
+        f"generator      channel_base {g['channel_base']}, channel_max {g['channel_max']}, "
+        f"mapping {g['mapping_layers']} layers",
+        f"pivots         {manifest['num_pivots']}",
+        f"expressions    {manifest['num_expressions']}",
+        f"channels       {len(manifest['channels']['names'])}",
+    ]
+    for key in sorted(provenance):
+        value = provenance[key]
+        if not isinstance(value, (dict, list)):
+            lines.append(f"{key:<15}{value}")
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,93 @@
+"""``pvp render BUNDLE CHANNELS -o OUTDIR``: a PNG sequence (and optionally an MP4) from a channel file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..avatar import Avatar
+from ..contract.channel_files import SUPPORTED_SUFFIXES, read_channel_file
+from ..contract.channels import ChannelStats, normalize_reenactment
+from ..contract.errors import PVPError
+from ..image_io import VideoWriter, staged_directory, write_png
+
+log = logging.getLogger("pvp.render")
+DEFAULT_FPS = 25.0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "render", help="render a channel file to a PNG sequence",
+        description="Render every frame of a channel file with a subject bundle. Frames are written as "
+                    "OUTDIR/frame_NNNN.png (sRGB, RGBA, straight alpha), numbered by their index in the "
+                    f"channel file. Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see docs/channels.md). "
+                    "Nothing is written unless every frame renders.")
+    parser.add_argument("bundle", type=Path, help="subject bundle (.pvp)")
+    parser.add_argument("channels", type=Path, help="per-frame channels (.npz, .json or .csv)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--frames", metavar="A:B", help="render frames A..B-1 only (Python slice, 0-based)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per synthesis pass (default 8)")
+    parser.add_argument("--half", action="store_true", help="float16 synthesis on CUDA")
+    parser.add_argument("--video", action="store_true", help="also write OUTDIR/render.mp4")
+    parser.add_argument("--fps", type=float, help="video frame rate (default: the file's, else 25)")
+    parser.add_argument("--reenact", action="store_true",
+                        help="retarget jaw and expression to the subject's own range (PVP reenactment "
+                             "normalisation with the clip's and the subject's statistics)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.set_defaults(run=run)
+
+
+def parse_frame_range(text: str | None, count: int) -> range:
+    if text is None:
+        return range(count)
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise PVPError(f"--frames {text!r}: expected A:B, for example 0:48")
+    try:
+        start = int(parts[0]) if parts[0] else 0
+        stop = int(parts[1]) if parts[1] else count
+    except ValueError:
+        raise PVPError(f"--frames {text!r}: A and B must be whole numbers") from None
+    selected = range(count)[start:stop]
+    if len(selected) == 0:
+        raise PVPError(f"--frames {text!r} selects no frames (the file has {count})")
+    return selected
+
+
+def run(args) -> int:
+    if args.batch_size < 1:
+        raise PVPError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.fps is not None and not 0 < args.fps < 1000:
+        raise PVPError(f"--fps must be between 0 and 1000, got {args.fps}")
+    avatar = Avatar.load(args.bundle, device=args.device, half=args.half)
+    clip = read_channel_file(args.channels, avatar.layout)
+    selected = parse_frame_range(args.frames, len(clip.frames))
+    frames = clip.frames
+    if args.reenact:
+        frames = normalize_reenactment(frames, avatar.layout, avatar.bundle.channel_stats, ChannelStats.of(frames))
+    frames = frames[selected.start:selected.stop:selected.step]
+    fps = args.fps or clip.fps or DEFAULT_FPS
+    log.info("rendering %d frames of %s with %s on %s", len(frames), args.channels, avatar.name, avatar.device)
+    width = max(4, len(str(selected[-1])))
+    with staged_directory(args.output, overwrite=args.overwrite) as staging:
+        video = VideoWriter(staging / "render.mp4", fps, avatar.resolution) if args.video else None
+        try:
+            with tqdm(total=len(frames), unit="frame", desc="render", disable=None) as progress:
+                for start in range(0, len(frames), args.batch_size):
+                    batch = avatar.render(frames[start:start + args.batch_size], batch_size=args.batch_size,
+                                          outputs=("srgb8",))
+                    for offset, image in enumerate(batch.srgb8):
+                        index = selected[start + offset]
+                        write_png(staging / f"frame_{index:0{width}d}.png", image)
+                        if video:
+                            video.write(image)
+                    progress.update(len(batch))
+        finally:
+            if video:
+                video.close()
+    print(f"wrote {len(frames)} frames to {args.output}" + (f" and {args.output / 'render.mp4'}" if video else ""))
+    return 0

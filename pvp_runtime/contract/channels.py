@@ -1,0 +1,363 @@
+"""The rig channels: the one definition both halves of PVP Avatar read.
+
+A *frame* is a vector of named float channels in the order given by
+:func:`channel_layout`.  The Blender rig writes them, the runtime renders them,
+channel files store them, and the fitting pipeline learns from them.  This module
+imports neither torch nor bpy (only numpy, which Blender bundles) so the
+extension can ship it unchanged.
+
+Units are radians for every rotation and FLAME PCA units (standard deviations of
+the FLAME expression basis) for expression coefficients.
+
+Coordinate convention (FLAME camera space, the space DECA estimates in):
+    +x points to the subject's left (the viewer's right),
+    +y points up,
+    +z points out of the face towards the camera.
+
+Head rotation is stored as yaw, pitch, roll with ``R = Ry(yaw) @ Rx(pitch) @ Rz(roll)``:
+    yaw   > 0 turns the face towards the subject's left (image right),
+    pitch > 0 tilts the face down,
+    roll  > 0 tilts the head counter-clockwise as the viewer sees it.
+The inverse is ``yaw = atan2(R[0,2], R[2,2])``, ``pitch = asin(-R[1,2])``,
+``roll = atan2(R[1,0], R[1,1])``.  The authors' model code derives
+``yaw = atan2(R[2,0], R[2,2])`` and ``pitch = atan2(R[2,1], R[2,2])`` from the
+untransposed matrix; for a pure yaw that is ``-yaw`` here, for a pure pitch it is
+the same pitch.  We use one convention everywhere, so a subject fit here and
+rendered here agree by construction.
+
+Neck, jaw and eye poses are FLAME axis-angle vectors in the parent joint's frame.
+The aligned crop the generator draws sees the head, not the torso, so the pose
+the mappers receive is that of the composed rotation ``R_global @ R_neck``
+(:func:`effective_head_angles`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ChannelError
+
+DEFAULT_NUM_EXPRESSIONS = 50
+DEG = math.pi / 180.0
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One rig channel.
+
+    ``soft_min``/``soft_max`` are the slider range an animator sees;
+    ``hard_min``/``hard_max`` are the limits outside which a value is rejected
+    as an error (a typo, a unit mix-up), not merely unusual.
+    """
+
+    name: str
+    group: str
+    unit: str
+    default: float
+    soft_min: float
+    soft_max: float
+    hard_min: float
+    hard_max: float
+    description: str
+
+
+def _rotation(name, group, description, soft, hard):
+    return ChannelSpec(name, group, "rad", 0.0, -soft, soft, -hard, hard, description)
+
+
+HEAD_CHANNELS = (
+    _rotation("head_yaw", "head", "turn left/right; > 0 faces the subject's left", 90 * DEG, 180 * DEG),
+    _rotation("head_pitch", "head", "nod; > 0 looks down", 45 * DEG, 90 * DEG),
+    _rotation("head_roll", "head", "tilt; > 0 counter-clockwise as seen by the camera", 45 * DEG, 180 * DEG),
+)
+NECK_CHANNELS = tuple(
+    _rotation(f"neck_{axis}", "neck", f"FLAME neck axis-angle, {axis} component", 30 * DEG, 90 * DEG)
+    for axis in "xyz"
+)
+JAW_CHANNELS = (
+    ChannelSpec("jaw_x", "jaw", "rad", 0.0, -5 * DEG, 35 * DEG, -45 * DEG, 90 * DEG,
+                "FLAME jaw axis-angle x: > 0 opens the mouth"),
+    _rotation("jaw_y", "jaw", "FLAME jaw axis-angle y: sideways", 10 * DEG, 45 * DEG),
+    _rotation("jaw_z", "jaw", "FLAME jaw axis-angle z: twist", 10 * DEG, 45 * DEG),
+)
+EYE_CHANNELS = tuple(
+    _rotation(f"eye_{side}_{axis}", "eyes", f"FLAME {side} eye axis-angle, {axis} component",
+              30 * DEG, 90 * DEG)
+    for side in ("l", "r")
+    for axis in "xyz"
+)
+EXPRESSION_SOFT_LIMIT = 3.0
+EXPRESSION_HARD_LIMIT = 12.0
+
+
+def expression_name(index: int, num_expressions: int = DEFAULT_NUM_EXPRESSIONS) -> str:
+    width = max(2, len(str(num_expressions - 1)))
+    return f"expr_{index:0{width}d}"
+
+
+def expression_channels(num_expressions: int) -> tuple[ChannelSpec, ...]:
+    return tuple(
+        ChannelSpec(expression_name(i, num_expressions), "expression", "flame_pca", 0.0,
+                    -EXPRESSION_SOFT_LIMIT, EXPRESSION_SOFT_LIMIT,
+                    -EXPRESSION_HARD_LIMIT, EXPRESSION_HARD_LIMIT,
+                    f"FLAME expression coefficient {i} (PCA component, no semantic name)")
+        for i in range(num_expressions)
+    )
+
+
+@dataclass(frozen=True)
+class ChannelLayout:
+    """The ordered channel list of one subject (the expression count varies)."""
+
+    num_expressions: int = DEFAULT_NUM_EXPRESSIONS
+
+    def __post_init__(self):
+        if not isinstance(self.num_expressions, int) or not 1 <= self.num_expressions <= 400:
+            raise ChannelError(f"expression count must be an integer in 1..400, got {self.num_expressions!r}")
+
+    @property
+    def specs(self) -> tuple[ChannelSpec, ...]:
+        return HEAD_CHANNELS + NECK_CHANNELS + JAW_CHANNELS + expression_channels(self.num_expressions) + EYE_CHANNELS
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.specs)
+
+    @property
+    def size(self) -> int:
+        return len(HEAD_CHANNELS) + len(NECK_CHANNELS) + len(JAW_CHANNELS) + self.num_expressions + len(EYE_CHANNELS)
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ChannelError(f"unknown channel {name!r} (expected one of head_*, neck_*, jaw_*, "
+                               f"expr_00..{self.names[9 + self.num_expressions - 1]}, eye_*)") from None
+
+    def slice(self, group: str) -> slice:
+        names = [spec.group for spec in self.specs]
+        first = names.index(group)
+        return slice(first, first + names.count(group))
+
+    def defaults(self, num_frames: int = 1) -> np.ndarray:
+        row = np.array([spec.default for spec in self.specs], dtype=np.float32)
+        return np.tile(row, (num_frames, 1))
+
+    def to_dict(self) -> dict:
+        return {"num_expressions": self.num_expressions, "names": list(self.names)}
+
+
+def channel_layout(num_expressions: int = DEFAULT_NUM_EXPRESSIONS) -> ChannelLayout:
+    return ChannelLayout(num_expressions)
+
+
+# --------------------------------------------------------------------------- validation
+
+def validate_frames(frames: np.ndarray, layout: ChannelLayout, source: str = "channels",
+                    first_frame: int = 0) -> np.ndarray:
+    """Check a ``[frames, channels]`` array; return it as float32.
+
+    Errors name the source, the frame number and the channel, because an
+    animator needs to find the bad key, not a stack trace.
+    """
+    array = np.asarray(frames)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise ChannelError(f"{source}: expected a [frames, channels] array, got shape {tuple(array.shape)}")
+    if array.shape[1] != layout.size:
+        raise ChannelError(f"{source}: expected {layout.size} channels per frame "
+                           f"({layout.num_expressions} expressions), got {array.shape[1]}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise ChannelError(f"{source}: channel values must be numbers, got dtype {array.dtype}")
+    array = array.astype(np.float32, copy=False)
+    finite = np.isfinite(array)
+    if not finite.all():
+        frame, channel = np.argwhere(~finite)[0]
+        raise ChannelError(f"{source}: frame {first_frame + int(frame)}, channel "
+                           f"'{layout.names[channel]}' is {array[frame, channel]} (not a finite number)")
+    lows = np.array([spec.hard_min for spec in layout.specs], dtype=np.float32)
+    highs = np.array([spec.hard_max for spec in layout.specs], dtype=np.float32)
+    outside = (array < lows) | (array > highs)
+    if outside.any():
+        frame, channel = np.argwhere(outside)[0]
+        spec = layout.specs[channel]
+        raise ChannelError(f"{source}: frame {first_frame + int(frame)}, channel '{spec.name}' = "
+                           f"{float(array[frame, channel]):.4g} {spec.unit} is outside "
+                           f"[{spec.hard_min:.4g}, {spec.hard_max:.4g}]")
+    return array
+
+
+def frames_from_records(records: Sequence[Mapping[str, float]], layout: ChannelLayout,
+                        source: str = "channels") -> np.ndarray:
+    """Build a frame array from per-frame ``{name: value}`` records.
+
+    Missing channels take their defaults (a clip without eyes is normal);
+    unknown names are errors because they are almost always typos.
+    """
+    array = layout.defaults(len(records))
+    known = {name: i for i, name in enumerate(layout.names)}
+    for frame, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise ChannelError(f"{source}: frame {frame} is not a mapping of channel names to values")
+        for name, value in record.items():
+            if name not in known:
+                raise ChannelError(f"{source}: frame {frame}: unknown channel {name!r}")
+            try:
+                array[frame, known[name]] = float(value)
+            except (TypeError, ValueError):
+                raise ChannelError(f"{source}: frame {frame}, channel '{name}': {value!r} is not a number") from None
+    return validate_frames(array, layout, source)
+
+
+def frames_from_columns(columns: Mapping[str, Iterable[float]], layout: ChannelLayout,
+                        source: str = "channels") -> np.ndarray:
+    """Build a frame array from ``{name: per-frame values}`` columns."""
+    known = {name: i for i, name in enumerate(layout.names)}
+    lengths = set()
+    converted = {}
+    for name, values in columns.items():
+        if name not in known:
+            raise ChannelError(f"{source}: unknown channel {name!r}")
+        try:
+            column = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ChannelError(f"{source}: channel '{name}' holds values that are not numbers") from None
+        if column.ndim != 1:
+            raise ChannelError(f"{source}: channel '{name}' must be one value per frame, got shape {column.shape}")
+        converted[name] = column
+        lengths.add(len(column))
+    if not converted:
+        raise ChannelError(f"{source}: no channels found")
+    if len(lengths) != 1:
+        raise ChannelError(f"{source}: channels have different frame counts {sorted(lengths)}")
+    array = layout.defaults(lengths.pop())
+    for name, column in converted.items():
+        array[:, known[name]] = column
+    return validate_frames(array, layout, source)
+
+
+# --------------------------------------------------------------------------- rotations
+
+def _rot_x(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=np.float64)
+
+
+def _rot_y(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=np.float64)
+
+
+def _rot_z(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float64)
+
+
+def head_rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    return _rot_y(yaw) @ _rot_x(pitch) @ _rot_z(roll)
+
+
+def head_angles_from_matrix(rotation: np.ndarray) -> tuple[float, float, float]:
+    r = np.asarray(rotation, dtype=np.float64)
+    yaw = math.atan2(r[0, 2], r[2, 2])
+    pitch = math.asin(max(-1.0, min(1.0, -r[1, 2])))
+    roll = math.atan2(r[1, 0], r[1, 1])
+    return yaw, pitch, roll
+
+
+def axis_angle_to_matrix(axis_angle: Sequence[float]) -> np.ndarray:
+    """Rodrigues' formula, the same map FLAME and DECA use."""
+    v = np.asarray(axis_angle, dtype=np.float64).reshape(3)
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = v / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * (kx @ kx)
+
+
+def matrix_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
+    r = np.asarray(rotation, dtype=np.float64)
+    cos_angle = max(-1.0, min(1.0, (np.trace(r) - 1) / 2))
+    angle = math.acos(cos_angle)
+    if angle < 1e-9:
+        return np.zeros(3)
+    if math.pi - angle < 1e-6:
+        # Near 180 degrees the antisymmetric part vanishes; take the axis from R + I.
+        column = np.argmax(np.diag(r))
+        axis = (r[:, column] + np.eye(3)[:, column])
+        axis /= np.linalg.norm(axis)
+        return axis * angle
+    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]]) / (2 * math.sin(angle))
+    return axis * angle
+
+
+def head_angles_from_axis_angle(global_pose: Sequence[float]) -> tuple[float, float, float]:
+    """yaw, pitch, roll of a FLAME/DECA global axis-angle rotation."""
+    return head_angles_from_matrix(axis_angle_to_matrix(global_pose))
+
+
+def effective_head_angles(frames: np.ndarray, layout: ChannelLayout) -> np.ndarray:
+    """``[frames, 3]`` yaw, pitch, roll of ``R_global @ R_neck`` for each frame."""
+    frames = np.asarray(frames, dtype=np.float64)
+    head = frames[:, layout.slice("head")]
+    neck = frames[:, layout.slice("neck")]
+    out = np.empty((len(frames), 3), dtype=np.float64)
+    for i in range(len(frames)):
+        if not neck[i].any():
+            out[i] = head[i]
+            continue
+        composed = head_rotation_matrix(*head[i]) @ axis_angle_to_matrix(neck[i])
+        out[i] = head_angles_from_matrix(composed)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- statistics
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel mean and standard deviation of a clip (stored in bundles)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, frames: np.ndarray) -> "ChannelStats":
+        frames = np.asarray(frames, dtype=np.float64)
+        return cls(frames.mean(axis=0).astype(np.float32), frames.std(axis=0).astype(np.float32))
+
+    def to_dict(self) -> dict:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, size: int) -> "ChannelStats":
+        mean = np.asarray(data["mean"], dtype=np.float32)
+        std = np.asarray(data["std"], dtype=np.float32)
+        if mean.shape != (size,) or std.shape != (size,):
+            raise ChannelError(f"channel statistics must hold {size} values each")
+        return cls(mean, std)
+
+
+def normalize_reenactment(frames: np.ndarray, layout: ChannelLayout, subject: ChannelStats,
+                          driving: ChannelStats | None = None, min_std: float = 1e-4) -> np.ndarray:
+    """Retarget a driving clip's jaw and expression onto a subject (PVP section 3.4).
+
+    Jaw and expression are standardised with the driving clip's own statistics
+    and rescaled with the subject's, so a performer who smiles broadly drives a
+    subject who smiles subtly at the subject's own intensity.  Head pose is left
+    alone: it is geometry, not style.
+    """
+    frames = np.asarray(frames, dtype=np.float32).copy()
+    driving = driving or ChannelStats.of(frames)
+    for group in ("jaw", "expression"):
+        part = layout.slice(group)
+        # A channel the driving clip never moves maps to the subject's mean, not to infinity.
+        d_std = np.maximum(driving.std[part], min_std)
+        standardized = (frames[:, part] - driving.mean[part]) / d_std
+        frames[:, part] = standardized * subject.std[part] + subject.mean[part]
+    return frames

@@ -1,0 +1,75 @@
+"""The PVP model: pivots + pose mapper + expression mapper, rig channels -> W+.
+
+The generator is separate (:mod:`.stylegan2`); this module decides *where on
+the personalized manifold* a frame lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..contract.channels import ChannelLayout, effective_head_angles
+from .mappers import DEFAULT_BETA, DEFAULT_EXPRESSION_LAYERS, DEFAULT_HIDDEN, ExpressionMapper, PoseMapper
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    num_pivots: int
+    num_expressions: int = 50
+    hidden: int = DEFAULT_HIDDEN
+    beta: float = DEFAULT_BETA
+    expression_layers: int = DEFAULT_EXPRESSION_LAYERS
+
+    def __post_init__(self):
+        if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
+            raise ValueError(f"pivot count must be a positive integer, got {self.num_pivots!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MapperConfig":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class MapperInputs:
+    """What the mappers see of a batch of frames (roll is applied later, in 2D)."""
+
+    pitch_yaw: torch.Tensor      # [B, 2] radians, of the composed global+neck rotation
+    jaw_expression: torch.Tensor  # [B, 3 + E]
+    roll: torch.Tensor           # [B] radians
+
+    @classmethod
+    def from_frames(cls, frames: np.ndarray, layout: ChannelLayout, device="cpu") -> "MapperInputs":
+        frames = np.asarray(frames, dtype=np.float32)
+        angles = effective_head_angles(frames, layout)  # yaw, pitch, roll
+        jaw = frames[:, layout.slice("jaw")]
+        expression = frames[:, layout.slice("expression")]
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+        return cls(as_tensor(angles[:, [1, 0]]), as_tensor(np.concatenate([jaw, expression], axis=1)),
+                   as_tensor(angles[:, 2]))
+
+
+class PVPModel(nn.Module):
+    def __init__(self, config: MapperConfig, num_ws: int, w_dim: int):
+        super().__init__()
+        self.config = config
+        self.num_ws = num_ws
+        self.expression_layers = min(config.expression_layers, num_ws)
+        self.pivots = nn.Parameter(torch.zeros(config.num_pivots, num_ws, w_dim), requires_grad=False)
+        self.pose_mapper = PoseMapper(config.num_pivots, config.hidden, config.beta)
+        self.expression_mapper = ExpressionMapper(config.num_expressions, w_dim, self.expression_layers,
+                                                  config.hidden)
+
+    def forward(self, inputs: MapperInputs) -> tuple[torch.Tensor, dict]:
+        """Returns W+ [B, num_ws, w_dim] and the terms the latent regulariser needs."""
+        weights, residual = self.pose_mapper(inputs.pitch_yaw)
+        w_pose = torch.einsum("bn,nlc->blc", weights, self.pivots)
+        delta = self.expression_mapper(inputs.jaw_expression)
+        ws = torch.cat([w_pose[:, :self.expression_layers] + delta, w_pose[:, self.expression_layers:]], dim=1)
+        return ws, {"weights": weights, "residual": residual, "delta": delta}

@@ -1,0 +1,130 @@
+import math
+
+import numpy as np
+import pytest
+
+from pvp_runtime.contract.channels import (
+    ChannelLayout, ChannelStats, axis_angle_to_matrix, effective_head_angles, frames_from_columns,
+    frames_from_records, head_angles_from_axis_angle, head_angles_from_matrix, head_rotation_matrix,
+    matrix_to_axis_angle, normalize_reenactment, validate_frames)
+from pvp_runtime.contract.errors import ChannelError
+
+
+def test_layout_order_and_size():
+    layout = ChannelLayout(50)
+    assert layout.names[:9] == ("head_yaw", "head_pitch", "head_roll", "neck_x", "neck_y", "neck_z",
+                                "jaw_x", "jaw_y", "jaw_z")
+    assert layout.names[9] == "expr_00" and layout.names[58] == "expr_49"
+    assert layout.names[59:] == ("eye_l_x", "eye_l_y", "eye_l_z", "eye_r_x", "eye_r_y", "eye_r_z")
+    assert layout.size == len(layout.names) == 65
+    assert layout.slice("expression") == slice(9, 59)
+    assert ChannelLayout(100).names[9] == "expr_00" and ChannelLayout(101).names[9] == "expr_000"
+    assert all(s.unit in ("rad", "flame_pca") for s in layout.specs)
+    assert all(s.hard_min <= s.soft_min <= s.default <= s.soft_max <= s.hard_max for s in layout.specs)
+
+
+def test_layout_rejects_bad_expression_count():
+    with pytest.raises(ChannelError):
+        ChannelLayout(0)
+
+
+def test_validate_wrong_count():
+    layout = ChannelLayout(10)
+    with pytest.raises(ChannelError, match="expected 25 channels per frame"):
+        validate_frames(np.zeros((3, 24)), layout)
+
+
+@pytest.mark.parametrize("value, words", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_validate_non_finite_names_frame_and_channel(value, words):
+    layout = ChannelLayout(10)
+    frames = layout.defaults(5)
+    frames[3, layout.index("jaw_x")] = value
+    with pytest.raises(ChannelError, match=rf"clip: frame 3, channel 'jaw_x' is {words}"):
+        validate_frames(frames, layout, "clip")
+
+
+def test_validate_out_of_range_names_frame_and_channel():
+    layout = ChannelLayout(10)
+    frames = layout.defaults(4)
+    frames[2, layout.index("head_yaw")] = 90.0  # degrees where radians belong
+    with pytest.raises(ChannelError, match=r"frame 12, channel 'head_yaw' = 90 rad is outside"):
+        validate_frames(frames, layout, first_frame=10)
+    frames[2, layout.index("head_yaw")] = 0
+    frames[1, layout.index("expr_03")] = -20
+    with pytest.raises(ChannelError, match="channel 'expr_03'"):
+        validate_frames(frames, layout)
+
+
+def test_records_and_columns():
+    layout = ChannelLayout(10)
+    frames = frames_from_records([{"head_yaw": 0.1}, {"jaw_x": 0.2, "expr_09": 1.5}], layout)
+    assert frames.shape == (2, layout.size) and frames.dtype == np.float32
+    assert frames[0, 0] == np.float32(0.1) and frames[1, layout.index("expr_09")] == 1.5
+    with pytest.raises(ChannelError, match="frame 1: unknown channel 'jaw_open'"):
+        frames_from_records([{}, {"jaw_open": 1}], layout)
+    with pytest.raises(ChannelError, match="'head_yaw': 'left' is not a number"):
+        frames_from_records([{"head_yaw": "left"}], layout)
+    columns = frames_from_columns({"head_yaw": [0.0, 0.5], "expr_01": [1, 2]}, layout)
+    assert columns[1, layout.index("expr_01")] == 2
+    with pytest.raises(ChannelError, match="different frame counts"):
+        frames_from_columns({"head_yaw": [0.0, 0.5], "expr_01": [1]}, layout)
+
+
+def test_convention_signs():
+    forward = np.array([0.0, 0.0, 1.0])
+    up = np.array([0.0, 1.0, 0.0])
+    assert (head_rotation_matrix(0.3, 0, 0) @ forward)[0] > 0   # yaw > 0: face turns to +x
+    assert (head_rotation_matrix(0, 0.3, 0) @ forward)[1] < 0   # pitch > 0: face looks down
+    assert (head_rotation_matrix(0, 0, 0.3) @ up)[0] < 0        # roll > 0: top goes to -x (counter-clockwise)
+
+
+def test_euler_matrix_round_trip(rng):
+    for _ in range(200):
+        yaw, roll = rng.uniform(-3.0, 3.0, size=2)
+        pitch = rng.uniform(-1.5, 1.5)
+        back = head_angles_from_matrix(head_rotation_matrix(yaw, pitch, roll))
+        assert np.allclose(back, (yaw, pitch, roll), atol=1e-9)
+
+
+def test_axis_angle_round_trip(rng):
+    for _ in range(200):
+        v = rng.normal(size=3)
+        v *= rng.uniform(0.0, 3.0) / np.linalg.norm(v)
+        r = axis_angle_to_matrix(v)
+        assert np.allclose(r @ r.T, np.eye(3), atol=1e-12)
+        assert np.allclose(axis_angle_to_matrix(matrix_to_axis_angle(r)), r, atol=1e-9)
+    assert np.allclose(matrix_to_axis_angle(axis_angle_to_matrix([0, math.pi, 0])), [0, math.pi, 0], atol=1e-6)
+
+
+def test_axis_angle_pure_yaw_matches_channel():
+    yaw, pitch, roll = head_angles_from_axis_angle([0, 0.4, 0])
+    assert yaw == pytest.approx(0.4) and pitch == pytest.approx(0) and roll == pytest.approx(0)
+    # The reference model code's formula reads -yaw from the same matrix.
+    r = axis_angle_to_matrix([0, 0.4, 0])
+    assert math.atan2(r[2, 0], r[2, 2]) == pytest.approx(-0.4)
+
+
+def test_effective_head_angles_compose_neck():
+    layout = ChannelLayout(10)
+    frames = layout.defaults(2)
+    frames[0, layout.index("head_yaw")] = 0.3
+    frames[1, layout.index("head_yaw")] = 0.1
+    frames[1, layout.index("neck_y")] = 0.2  # neck yaw adds to the head's yaw
+    angles = effective_head_angles(frames, layout)
+    assert angles[0] == pytest.approx([0.3, 0, 0], abs=1e-6)
+    assert angles[1] == pytest.approx([0.3, 0, 0], abs=1e-6)
+
+
+def test_reenactment_normalisation():
+    layout = ChannelLayout(10)
+    rng = np.random.default_rng(3)
+    driving = layout.defaults(200)
+    driving[:, layout.slice("expression")] = rng.normal(1.0, 2.0, size=(200, 10))
+    driving[:, layout.index("head_yaw")] = 0.5
+    subject = ChannelStats(mean=np.full(layout.size, 0.2, np.float32), std=np.full(layout.size, 0.5, np.float32))
+    out = normalize_reenactment(driving, layout, subject)
+    expression = out[:, layout.slice("expression")]
+    assert np.allclose(expression.mean(axis=0), 0.2, atol=1e-4)
+    assert np.allclose(expression.std(axis=0), 0.5, atol=1e-3)
+    assert np.all(out[:, layout.index("head_yaw")] == 0.5)  # pose is left alone
+    assert np.allclose(out[:, layout.slice("jaw")], 0.2)     # constant channels land on the subject's mean

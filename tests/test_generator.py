@@ -1,0 +1,133 @@
+import pytest
+import torch
+
+from pvp_runtime.model.stylegan2 import (
+    CONFIG_F_1024, CONFIG_F_256, Generator, GeneratorConfig, SynthesisLayer, synthesis_macs, tiny_config,
+    upsample_2x, _lowpass_filter)
+
+
+@pytest.mark.parametrize("resolution, num_ws", [(8, 4), (64, 10), (256, 14), (512, 16), (1024, 18)])
+def test_num_ws(resolution, num_ws):
+    assert GeneratorConfig(resolution=resolution).num_ws == num_ws
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64])
+def test_tiny_generator_consumes_every_w(resolution):
+    config = tiny_config(resolution, width=16)
+    gen = Generator(config).eval()
+    ws = torch.randn(2, config.num_ws, config.w_dim)
+    img = gen.synthesis(ws)
+    assert img.shape == (2, 3, resolution, resolution)
+    # Every W+ layer must matter: perturbing any one changes the image.
+    for layer in range(config.num_ws):
+        changed = ws.clone()
+        changed[:, layer] += 1.0
+        assert not torch.equal(gen.synthesis(changed), img), f"W+ layer {layer} is ignored"
+    with pytest.raises(ValueError, match="expected W"):
+        gen.synthesis(ws[:, :-1])
+
+
+@pytest.mark.parametrize("bad", [0, 100, 4, 4096, "256"])
+def test_config_rejects_bad_resolution(bad):
+    with pytest.raises(ValueError):
+        GeneratorConfig(resolution=bad)
+
+
+def test_channel_widths_follow_config_f():
+    assert [CONFIG_F_1024.channels(r) for r in CONFIG_F_1024.block_resolutions] == \
+        [512, 512, 512, 512, 512, 256, 128, 64, 32]
+
+
+def test_official_parameter_names_and_counts():
+    gen = Generator(CONFIG_F_256)
+    names = dict(gen.named_parameters())
+    for key in ("mapping.fc0.weight", "mapping.fc7.bias", "synthesis.b4.const", "synthesis.b4.conv1.affine.weight",
+                "synthesis.b8.conv0.weight", "synthesis.b256.torgb.bias", "synthesis.b64.conv1.noise_strength"):
+        assert key in names
+    assert "mapping.w_avg" in gen.state_dict() and "synthesis.b32.conv0.noise_const" in gen.state_dict()
+    synthesis = sum(p.numel() for p in gen.synthesis.parameters())
+    assert synthesis == pytest.approx(27.9e6, rel=0.01)  # design.md: 27.9 M at 256
+    assert synthesis_macs(CONFIG_F_256) == pytest.approx(45.1e9, rel=0.02)
+    assert synthesis_macs(CONFIG_F_1024) == pytest.approx(74.3e9, rel=0.02)
+
+
+def test_same_w_gives_bit_identical_images(tiny_generator_config):
+    torch.manual_seed(0)
+    gen = Generator(tiny_generator_config).eval()
+    ws = torch.randn(3, tiny_generator_config.num_ws, tiny_generator_config.w_dim)
+    with torch.inference_mode():
+        first = gen.synthesis(ws, noise_mode="const")
+        second = gen.synthesis(ws.clone(), noise_mode="const")
+        random_noise = gen.synthesis(ws, noise_mode="random")
+    assert torch.equal(first, second)
+    assert torch.isfinite(random_noise).all()
+
+
+def test_constant_noise_is_used():
+    config = tiny_config(16, 8)
+    gen = Generator(config).eval()
+    ws = torch.randn(1, config.num_ws, config.w_dim)
+    with torch.no_grad():
+        gen.synthesis.b16.conv1.noise_strength.fill_(1.0)
+        before = gen.synthesis(ws, noise_mode="const")
+        gen.synthesis.b16.conv1.noise_const.mul_(-1)
+        after = gen.synthesis(ws, noise_mode="const")
+        none = gen.synthesis(ws, noise_mode="none")
+    assert not torch.equal(before, after) and not torch.equal(before, none)
+
+
+def _reference_modulated_conv(x, layer, w):
+    """Per-sample convolution written the textbook way: scale the kernel, demodulate, zero-stuff, convolve."""
+    out = []
+    for i in range(x.shape[0]):
+        style = layer.affine(w[i:i + 1])[0]
+        weight = layer.weight * style[None, :, None, None]
+        weight = weight / (weight.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        xi = x[i:i + 1]
+        if layer.up:
+            # Transposed conv == zero insertion + full-padded conv with the flipped kernel.
+            n, c, h, wd = xi.shape
+            stuffed = xi.new_zeros(n, c, 2 * h - 1, 2 * wd - 1)
+            stuffed[:, :, ::2, ::2] = xi
+            y = torch.nn.functional.conv2d(torch.nn.functional.pad(stuffed, (2, 2, 2, 2)), weight.flip([2, 3]))
+            kernel = _lowpass_filter() * 4
+            y = torch.nn.functional.conv2d(torch.nn.functional.pad(y, (1, 1, 1, 1)),
+                                           kernel[None, None].repeat(y.shape[1], 1, 1, 1), groups=y.shape[1])
+        else:
+            y = torch.nn.functional.conv2d(xi, weight, padding=1)
+        out.append(y)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("up", [False, True])
+def test_modulated_conv_matches_textbook_form(up):
+    torch.manual_seed(0)
+    layer = SynthesisLayer(6, 5, w_dim=7, resolution=16, up=up)
+    x = torch.randn(3, 6, 8 if up else 16, 8 if up else 16)
+    w = torch.randn(3, 7)
+    with torch.no_grad():
+        ours = layer(x, w, noise_mode="none")
+        reference = _reference_modulated_conv(x, layer, w) + layer.bias[None, :, None, None]
+        reference = torch.nn.functional.leaky_relu(reference, 0.2) * 2 ** 0.5
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_upsample_preserves_constant_and_size():
+    x = torch.ones(1, 3, 8, 8)
+    up = upsample_2x(x, _lowpass_filter())
+    assert up.shape == (1, 3, 16, 16)
+    assert torch.allclose(up[:, :, 2:-2, 2:-2], torch.ones(1), atol=1e-6)
+
+
+def test_mapping_truncation_and_w_avg():
+    config = tiny_config(16, 8)
+    gen = Generator(config)
+    gen.estimate_w_avg(samples=500)
+    z = torch.randn(4, config.z_dim)
+    with torch.no_grad():
+        full = gen.mapping(z)
+        psi0 = gen.mapping(z, truncation_psi=0.0)
+        cut = gen.mapping(z, truncation_psi=0.5, truncation_cutoff=2)
+    assert full.shape == (4, config.num_ws, config.w_dim)
+    assert torch.allclose(psi0, gen.mapping.w_avg.expand_as(psi0))
+    assert torch.allclose(cut[:, 2:], full[:, 2:]) and not torch.allclose(cut[:, :2], full[:, :2])
