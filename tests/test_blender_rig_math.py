@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from extension_package import extension_module
+from blender_helpers import extension_module
 from pvp_runtime.contract.channels import ChannelLayout, flame_rotation_from_blender
 
 rig_math = extension_module("pvp_blender.rig_math")

@@ -18,22 +18,9 @@ from pvp_runtime.contract import protocol
 from pvp_runtime.contract.client import LaunchSettings, RuntimeClient, probe_interpreter
 from pvp_runtime.contract.errors import BundleError, ChannelError, PVPError, RuntimeProcessError
 from pvp_runtime.example_clips import head_turn_clip
+from blender_helpers import process_gone
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def process_gone(pid: int, wait: float = 10.0) -> bool:
-    """True once ``pid`` no longer runs (a zombie waiting for a reaper counts as gone)."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 # --------------------------------------------------------------------------- framing
