@@ -19,8 +19,8 @@ ADDON_PACKAGE = __package__.rpartition(".")[0] or __package__
 
 
 def _modules():
-    from . import engine, operators, preferences, properties, ui
-    return (preferences, properties, engine, operators, ui)
+    from . import compositing, engine, operators, preferences, properties, ui
+    return (preferences, properties, engine, compositing, operators, ui)
 
 
 def register():

@@ -15,6 +15,7 @@ nothing) and follows the shot's resolution and frame range through drivers.
 from __future__ import annotations
 
 import bpy
+from bpy.app.handlers import persistent
 
 from .engine import ENGINE_ID
 
@@ -66,18 +67,19 @@ def _alpha_over_inputs(node):
     return node.inputs[1], node.inputs[2]
 
 
-def _drive(target_scene, source_scene, path: str) -> None:
-    owner_path, _, prop = path.rpartition(".")
-    owner = target_scene.path_resolve(owner_path) if owner_path else target_scene
-    setattr(owner, prop, source_scene.path_resolve(path))
-    fcurve = target_scene.driver_add(path)
-    driver = fcurve.driver
-    driver.type = "AVERAGE"
-    variable = driver.variables[0] if driver.variables else driver.variables.new()
-    variable.type = "SINGLE_PROP"
-    variable.targets[0].id_type = "SCENE"
-    variable.targets[0].id = source_scene
-    variable.targets[0].data_path = path
+def copy_render_settings(source, target) -> None:
+    for path in SYNCED_SETTINGS:
+        owner_path, _, prop = path.rpartition(".")
+        owner = target.path_resolve(owner_path) if owner_path else target
+        setattr(owner, prop, source.path_resolve(path))
+
+
+@persistent
+def sync_overlay_scenes(scene, _depsgraph=None) -> None:
+    """render_init handler: overlay scenes follow the shot being rendered."""
+    for other in bpy.data.scenes:
+        if other.pvp.overlay_of == scene:
+            copy_render_settings(scene, other)
 
 
 def setup_overlay(scene, rig):
@@ -93,9 +95,8 @@ def setup_overlay(scene, rig):
             overlay.collection.objects.link(obj)
     overlay.camera = scene.camera
     overlay.pvp.rig = rig
-    overlay.view_settings.view_transform = "Standard"  # the overlay's pixels go to the shot's compositor as-is
-    for path in SYNCED_SETTINGS:
-        _drive(overlay, scene, path)
+    overlay.pvp.overlay_of = scene
+    copy_render_settings(scene, overlay)
 
     tree = compositor_tree(scene)
     shot = render_layers_node(tree, scene, "Shot")
@@ -109,3 +110,12 @@ def setup_overlay(scene, rig):
     tree.links.new(avatar.outputs["Image"], foreground)
     tree.links.new(over.outputs["Image"], output_socket(tree))
     return overlay
+
+
+def register():
+    bpy.app.handlers.render_init.append(sync_overlay_scenes)
+
+
+def unregister():
+    if sync_overlay_scenes in bpy.app.handlers.render_init:
+        bpy.app.handlers.render_init.remove(sync_overlay_scenes)

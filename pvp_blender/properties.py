@@ -35,6 +35,9 @@ class PVPRigSettings(bpy.types.PropertyGroup):
 class PVPSceneSettings(bpy.types.PropertyGroup):
     rig: bpy.props.PointerProperty(name="Rig", type=bpy.types.Object, poll=_is_rig,
                                    description="The PVP head rig this scene renders (empty: the only one in the scene)")
+    overlay_of: bpy.props.PointerProperty(name="Overlay of", type=bpy.types.Scene,
+                                          description="The shot this scene renders the avatar for (its compositor "
+                                                      "lays this scene over its own render)")
     prefetch: bpy.props.BoolProperty(name="Prefetch frames", default=True,
                                      description="During an animation render, read the rig for the next frames and "
                                                  "render them in one batch")

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from pvp_runtime.avatar import Avatar
+from pvp_runtime.bundle import load_bundle, save_bundle
 from pvp_runtime.contract.channel_files import write_channel_file
 from pvp_runtime.contract.channels import ChannelStats, normalize_reenactment
 from pvp_runtime.image_io import read_png_rgba
@@ -300,9 +301,10 @@ def scenario_c(shot, scenario_b, tmp_path_factory):
         rig.pvp_rig.subject_path = "//missing.pvp"
         errors["bundle"] = render_animation("fail_bundle")
         rig.pvp_rig.subject_path = "//tiny.pvp"
-        fcurves = addon_module("animation").fcurve_collection(rig)
-        curve = fcurves.new('["expr_01"]', index=0)
-        for frame, value in ((1, 0.0), (2, 0.0), (3, 20.0)):
+        # (Expression properties cannot go out of range: Blender clamps them to their hard limits.)
+        curve = addon_module("animation").fcurve_collection(rig).find('pose.bones["jaw"].rotation_euler', index=0)
+        curve.keyframe_points.clear()
+        for frame, value in ((1, 0.0), (2, 0.0), (3, 2.0)):
             curve.keyframe_points.insert(frame, value).interpolation = "CONSTANT"
         errors["channel"] = render_animation("fail_channel")
         result(errors=errors, pid=addon_module("runtime_session").SESSION.pid)
@@ -319,7 +321,7 @@ def test_failures_stop_the_render_with_a_message_and_write_nothing(scenario_c, s
         folder = shot["folder"] / f"fail_{case}"
         assert not folder.exists() or not any(folder.iterdir()), case
     # A bad key at frame 3: frames before it are written, it and later ones are not.
-    assert "frame 3, channel 'expr_01' = 20" in errors["channel"]
+    assert "rig 'PVP Head': frame 3, channel 'jaw_x' = 2 rad is outside" in errors["channel"]
     assert read_sequence(shot["folder"] / "fail_channel")[0] == ["f_0001.png", "f_0002.png"]
     assert process_gone(scenario_c["pid"])
 
@@ -334,6 +336,10 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
     clip_path = shot["root"] / "clip.csv"
     write_channel_file(clip_path, clip, avatar.layout)
     np.save(shot["root"] / "clip.npy", clip)
+    # The same subject with training-clip statistics of a plausible size (random bundles have std 1).
+    bundle = load_bundle(shot["folder"] / "tiny.pvp")
+    bundle.channel_stats = subject_stats(avatar.layout)
+    save_bundle(bundle, shot["folder"] / "tiny_stats.pvp")
     return run_blender(shot, "d_overlay_import", """
         enable()
         for obj in list(bpy.data.objects):
@@ -351,8 +357,15 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
         scene.world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.2, 0.3, 0.4, 1.0)
         bpy.ops.pvp.add_head_rig(subject_path=ARGS["bundle"])
         rig = bpy.context.object
+        head = rig.pose.bones["head"]
+        for frame, yaw in ((1, 0.0), (5, 0.8)):
+            head.rotation_euler[1] = yaw
+            head.keyframe_insert("rotation_euler", index=1, frame=frame)
+        for key in addon_module("animation").fcurve_collection(rig)[0].keyframe_points:
+            key.interpolation = "LINEAR"
         bpy.ops.pvp.setup_overlay()
         overlay = bpy.data.scenes[scene.name + " PVP Overlay"]
+        scene.frame_set(3)  # the overlay follows the shot's frame: yaw 0.4
         scene.render.filepath = ARGS["overlay_png"]
         bpy.ops.render.render(write_still=True)
 
@@ -406,8 +419,15 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
         result(read=read, reenacted=reenacted, eye_keyed=eye_keyed, ui=ui, reset=reset,
                overlay_engine=overlay.render.engine, overlay_camera=overlay.camera.name,
                expression_props=sorted(k for k in rig.keys() if k.startswith("expr_")))
-    """, bundle=str(shot["folder"] / "tiny.pvp"), clip=str(clip_path), overlay_png=str(shot["root"] / "overlay.png"),
+    """, bundle=str(shot["folder"] / "tiny_stats.pvp"), clip=str(clip_path), overlay_png=str(shot["root"] / "overlay.png"),
         pixels=str(_viewport_pixels(shot, avatar)), drawn=str(shot["root"] / "drawn.npy"))
+
+
+def subject_stats(layout):
+    mean = layout.defaults(1)[0]
+    std = np.full(layout.size, 0.2, dtype=np.float32)
+    mean[layout.slice("expression")] = 0.3
+    return ChannelStats(mean, std)
 
 
 def _viewport_pixels(shot, avatar):
@@ -420,9 +440,11 @@ def test_avatar_composited_over_cycles_in_one_pass(scenario_d, shot, avatar):
     assert scenario_d["overlay_engine"] == "PVP_AVATAR" and scenario_d["overlay_camera"]
     got = read_png_rgba(shot["root"] / "overlay.png").astype(np.int32)
     assert got.shape == (32, 48, 4)
-    at_rest = avatar.render(avatar.layout.defaults(1)).srgb8[0].astype(np.int32)
+    channels = avatar.layout.defaults(1)
+    channels[0, avatar.layout.index("head_yaw")] = 0.4  # frame 3 of the shot
+    expected = avatar.render(channels).srgb8[0].astype(np.int32)
     # The square avatar is fitted to the 48 x 32 frame's height and centred: columns 8..40.
-    assert np.abs(got[:, 8:40, :3] - at_rest[..., :3]).max() <= 1
+    assert np.abs(got[:, 8:40, :3] - expected[..., :3]).max() <= 1
     background = srgb8(np.array([0.2, 0.3, 0.4]))
     assert np.abs(got[:, :8, :3] - background).max() <= 1 and np.abs(got[:, 40:, :3] - background).max() <= 1
 
@@ -431,8 +453,7 @@ def test_imported_clip_is_read_back_from_the_rig(scenario_d, shot, avatar):
     clip = np.load(shot["root"] / "clip.npy")
     assert np.allclose(np.array(scenario_d["read"]), clip, atol=2e-5)
     assert not scenario_d["eye_keyed"]  # groups at rest in the clip are not keyed
-    stats = avatar.bundle.channel_stats
-    expected = normalize_reenactment(clip, avatar.layout, stats, ChannelStats.of(clip))
+    expected = normalize_reenactment(clip, avatar.layout, subject_stats(avatar.layout), ChannelStats.of(clip))
     assert np.allclose(np.array(scenario_d["reenacted"]), expected, atol=2e-5)
 
 
