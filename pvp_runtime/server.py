@@ -189,9 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent_pid:
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
     try:
-        return serve(protocol.stream_reader(sys.stdin.buffer), out.write, out.flush)
+        code = serve(protocol.stream_reader(sys.stdin.buffer), out.write, out.flush)
     except (BrokenPipeError, KeyboardInterrupt):
-        return 0
+        code = 0
+    # Leave at once: the client is gone or done, nothing here needs cleaning up, and interpreter
+    # teardown with torch loaded can take seconds on a busy machine (a farm node waiting to quit).
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -118,13 +118,12 @@ def test_server_errors_reach_the_client_as_one_line(client, tiny_bundle_path, tm
     assert client.alive  # errors never cost the process
 
 
-def test_close_ends_the_process(tiny_bundle_path):
-    runtime = RuntimeClient(LaunchSettings(sys.executable, source_dir=str(REPO)), log=lambda line: None)
-    pid = runtime.pid
-    runtime.close()
-    assert not runtime.alive and process_gone(pid)
+def test_close_ends_the_process(client, tiny_bundle_path):
+    pid = client.pid
+    client.close()
+    assert not client.alive and process_gone(pid)
     with pytest.raises(RuntimeProcessError, match="was stopped"):
-        runtime.load(str(tiny_bundle_path))
+        client.load(str(tiny_bundle_path))
 
 
 def test_runtime_dies_with_a_killed_parent(tmp_path):
@@ -144,7 +143,7 @@ def test_runtime_dies_with_a_killed_parent(tmp_path):
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-    assert process_gone(pid)
+    assert process_gone(pid, wait=30)
 
 
 # --------------------------------------------------------------------------- broken interpreters
@@ -223,3 +222,11 @@ def test_protocol_mismatch_is_refused():
     from pvp_runtime.server import RuntimeServer
     with pytest.raises(PVPError, match="client speaks protocol 99"):
         RuntimeServer().hello(protocol.Message("hello", {"protocol": 99}))
+
+
+def test_pvp_serve_probe_describes_the_interpreter(capsys):
+    import json
+    from pvp_runtime.cli.main import main
+    assert main(["serve", "--probe"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["ok"] and info["torch"].startswith("2.") and info["python"] == sys.executable
