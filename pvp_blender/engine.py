@@ -53,7 +53,6 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
     bl_label = "PVP Avatar"
     bl_use_preview = False
     bl_use_postprocess = True  # the compositor runs on our frames
-    bl_use_shading_nodes_custom = False
 
     # -- final render
 

@@ -9,8 +9,11 @@ range and its hard range as limits.  The subject bundle path is on the rig
 
 from __future__ import annotations
 
+import math
+
 import bpy
 import numpy as np
+from mathutils import Vector
 
 from ..pvp_runtime.contract.channels import (ChannelLayout, expression_channels, expression_name,
                                              validate_frames)
@@ -67,7 +70,20 @@ def add_head_rig(context, name: str = "PVP Head", num_expressions: int = 50, sub
         rig.pvp_rig.subject_path = subject_path  # syncs the expression count from the subject
     if context.scene.pvp.rig is None:
         context.scene.pvp.rig = rig
+    if context.scene.camera is None:
+        add_front_camera(context, rig)
     return rig
+
+
+def add_front_camera(context, rig):
+    """Blender renders nothing without a camera, whatever the engine: give the scene one that looks
+    at the face (the avatar itself is drawn in its own aligned frame, not through this camera)."""
+    camera = bpy.data.objects.new("PVP Camera", bpy.data.cameras.new("PVP Camera"))
+    camera.location = rig.location + Vector((0.0, -0.8, 0.16))
+    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)  # looking along +Y, at the face
+    context.collection.objects.link(camera)
+    context.scene.camera = camera
+    return camera
 
 
 def expression_names(count: int) -> list[str]:

@@ -175,11 +175,14 @@ def scenario_a(shot):
         session = addon_module("runtime_session").SESSION
         stats = vars(session.stats).copy()
         pid = session.pid
+        bpy.ops.pvp.free_runtime()  # releases the subject; the process stays
         scene.frame_set(1)
         bpy.ops.pvp.preview_frame()
+        after_free = vars(session.stats).copy()
         preview = np.array(bpy.data.images["PVP Preview"].pixels[:], dtype=np.float32)
         np.save(ARGS["preview"], preview.reshape(32, 32, 4))
-        result(installed=installed, error=error, stats=stats, pid=pid, still_running=session.pid == pid,
+        result(installed=installed, error=error, stats=stats, after_free=after_free, pid=pid,
+               still_running=session.pid == pid,
                engine=scene.render.engine, subject=rig.pvp_rig.subject_path)
     """, zip=str(shot["zip"]), blend=str(shot["blend"]), preview=str(shot["root"] / "preview.npy"))
 
@@ -214,6 +217,8 @@ def test_headless_animation_matches_the_runtime(scenario_a, shot, avatar):
 
 
 def test_preview_frame_holds_the_runtime_pixels(scenario_a, shot, avatar):
+    # Preview after "Free Runtime": the same process loads the subject again.
+    assert scenario_a["after_free"]["processes_started"] == 1 and scenario_a["after_free"]["loads"] == 2
     preview = np.load(shot["root"] / "preview.npy")[::-1]  # Blender images are bottom row first
     expected = avatar.render(expected_channels(avatar)[:1]).linear[0]
     assert np.abs(preview - expected).max() < 1e-5
@@ -246,8 +251,11 @@ def scenario_b(shot, scenario_a):
         scene.frame_set(1)
         render.filepath = "//border.png"
         bpy.ops.render.render(write_still=True)
+        render.use_border = False
+        scene.frame_start, scene.frame_end = 3, 4  # blender -b shot.blend -s 3 -e 4 -a
+        chunk = render_animation("chunk")
         stats = vars(addon_module("runtime_session").SESSION.stats)
-        result(again=again, inverted=inverted, stats=stats)
+        result(again=again, inverted=inverted, chunk=chunk, stats=stats)
     """, blend=str(shot["blend"]))
 
 
@@ -258,6 +266,15 @@ def test_reopened_shot_renders_the_same_pixels(scenario_b, shot):
     assert first[0] == again[0]
     for a, b in zip(first[1], again[1]):
         assert np.array_equal(a, b)
+
+
+def test_frame_range_chunk_renders_only_its_frames(scenario_b, shot):
+    assert scenario_b["chunk"] == ""
+    names, frames = read_sequence(shot["folder"] / "chunk")
+    first = read_sequence(shot["folder"] / "frames")[1]
+    assert names == ["f_0003.png", "f_0004.png"]
+    # (a batch of two, not six: float sums may move a value by one 8-bit step)
+    assert np.abs(frames[0] - first[2]).max() <= 1 and np.abs(frames[1] - first[3]).max() <= 1
 
 
 def test_compositor_node_changes_the_saved_frames(scenario_b, shot, avatar):
@@ -384,6 +401,18 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
             scene.frame_set(frame)
             reenacted.append(rig_module.read_channels(rig.evaluated_get(depsgraph), summary.layout, frame).tolist())
 
+        # The same action played from an NLA strip starting at frame 30 (action frames 10..13).
+        animation_data = rig.animation_data
+        action, slot = animation_data.action, animation_data.action_slot
+        strip = animation_data.nla_tracks.new().strips.new("clip", 30, action)
+        if hasattr(strip, "action_slot"):
+            strip.action_slot = slot
+        animation_data.action = None
+        nla = []
+        for frame in (30, 33):
+            scene.frame_set(frame)
+            nla.append(rig_module.read_channels(rig.evaluated_get(depsgraph), summary.layout, frame).tolist())
+
         ui = rig.id_properties_ui("expr_04").as_dict()
         rig.pose.bones["jaw"].rotation_euler[0] = 0.3
         rig.pose.bones["head"].rotation_euler[1] = 0.3
@@ -416,7 +445,7 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
                 viewport.draw_texture(viewport.make_texture(pixels), 0, 0, 32)
             drawn = np.array(framebuffer.read_color(0, 0, 32, 32, 4, 0, "FLOAT").to_list(), dtype=np.float32)
         np.save(ARGS["drawn"], drawn.reshape(32, 32, 4))
-        result(read=read, reenacted=reenacted, eye_keyed=eye_keyed, ui=ui, reset=reset,
+        result(read=read, reenacted=reenacted, nla=nla, eye_keyed=eye_keyed, ui=ui, reset=reset,
                overlay_engine=overlay.render.engine, overlay_camera=overlay.camera.name,
                expression_props=sorted(k for k in rig.keys() if k.startswith("expr_")))
     """, bundle=str(shot["folder"] / "tiny_stats.pvp"), clip=str(clip_path), overlay_png=str(shot["root"] / "overlay.png"),
@@ -455,6 +484,8 @@ def test_imported_clip_is_read_back_from_the_rig(scenario_d, shot, avatar):
     assert not scenario_d["eye_keyed"]  # groups at rest in the clip are not keyed
     expected = normalize_reenactment(clip, avatar.layout, subject_stats(avatar.layout), ChannelStats.of(clip))
     assert np.allclose(np.array(scenario_d["reenacted"]), expected, atol=2e-5)
+    # Read through an NLA strip that plays the clip from frame 30.
+    assert np.allclose(np.array(scenario_d["nla"]), expected[[0, 3]], atol=2e-5)
 
 
 def test_rig_channels_have_schema_ranges_and_reset(scenario_d):
