@@ -10,6 +10,7 @@ from . import ADDON_PACKAGE, interpreters
 from ..pvp_runtime.contract.client import LaunchSettings
 from .runtime_session import SESSION, RuntimeOptions
 
+LOG_KEEP_BYTES = 5 * 1024 * 1024
 EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _autodetected: dict[str, str] = {}  # source folder -> interpreter found this session
 
@@ -62,6 +63,8 @@ class PVPAvatarPreferences(bpy.types.AddonPreferences):
         row = col.row()
         row.label(text=f"Runtime: {SESSION.status()}", icon="SYSTEM")
         row.operator("pvp.free_runtime", icon="TRASH")
+        if SESSION.log_file:
+            col.label(text=f"Runtime log: {SESSION.log_file}", icon="TEXT")
 
 
 def preferences() -> PVPAvatarPreferences | None:
@@ -87,6 +90,13 @@ def runtime_options() -> RuntimeOptions:
 
 def register():
     bpy.utils.register_class(PVPAvatarPreferences)
+    try:  # user data goes to the extension's user folder, never into the add-on's own folder
+        folder = bpy.utils.extension_path_user(ADDON_PACKAGE, create=True)
+        SESSION.log_file = os.path.join(folder, "runtime.log")
+        if os.path.exists(SESSION.log_file) and os.path.getsize(SESSION.log_file) > LOG_KEEP_BYTES:
+            os.replace(SESSION.log_file, SESSION.log_file + ".1")  # keep one old log, not an endless one
+    except ValueError:  # installed as a legacy add-on: console log only
+        SESSION.log_file = None
 
 
 def unregister():

@@ -18,7 +18,9 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import os
+import sys
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +87,18 @@ class RuntimeSession:
         self._summaries: dict[tuple, SubjectSummary] = {}
         self.stats = SessionStats()
         self.last_error = ""
+        # Where the runtime's stderr is appended (set by the add-on to a file in its user folder),
+        # besides Blender's console: something to attach to a bug report.
+        self.log_file: str | None = None
+
+    def _log_line(self, line: str) -> None:
+        print(f"pvp runtime: {line}", file=sys.stderr)
+        if self.log_file:
+            try:
+                with open(self.log_file, "a", encoding="utf-8") as handle:
+                    handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+            except OSError:
+                self.log_file = None  # unwritable: keep the console log only
 
     # -- state shown in the UI
 
@@ -121,7 +135,7 @@ class RuntimeSession:
             return client
         self._stop_client()
         try:
-            self._client = self._client_factory(options.launch)
+            self._client = self._client_factory(options.launch, log=self._log_line)
         except PVPError as exc:
             self.last_error = str(exc)
             raise

@@ -182,6 +182,7 @@ def scenario_a(shot):
         preview = np.array(bpy.data.images["PVP Preview"].pixels[:], dtype=np.float32)
         np.save(ARGS["preview"], preview.reshape(32, 32, 4))
         result(installed=installed, error=error, stats=stats, after_free=after_free, pid=pid,
+               log_file=session.log_file,
                still_running=session.pid == pid,
                engine=scene.render.engine, subject=rig.pvp_rig.subject_path)
     """, zip=str(shot["zip"]), blend=str(shot["blend"]), preview=str(shot["root"] / "preview.npy"))
@@ -222,6 +223,12 @@ def test_preview_frame_holds_the_runtime_pixels(scenario_a, shot, avatar):
     preview = np.load(shot["root"] / "preview.npy")[::-1]  # Blender images are bottom row first
     expected = avatar.render(expected_channels(avatar)[:1]).linear[0]
     assert np.abs(preview - expected).max() < 1e-5
+
+
+def test_runtime_log_is_kept_in_the_extension_user_folder(scenario_a, shot):
+    log = Path(scenario_a["log_file"])
+    assert log.is_relative_to(shot["root"] / "user") and "pvp_avatar" in log.parts
+    assert "loaded" in log.read_text()
 
 
 def test_runtime_is_gone_after_blender_exits(scenario_a):

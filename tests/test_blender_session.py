@@ -26,8 +26,9 @@ class FakeClient:
 
     instances = []
 
-    def __init__(self, launch):
+    def __init__(self, launch, log=None):
         self.launch = launch
+        self.log = log
         self.alive = True
         self.pid = 1000 + len(self.instances)
         self.info = {"torch": "x", "cuda": ""}
@@ -84,7 +85,7 @@ def test_cache_serves_prefetched_frames_only_for_identical_channels(session, tin
     assert client.loads == [str(tiny_bundle_path)] and len(FakeClient.instances) == 1  # same process, no reload
 
 
-def test_restarts_after_a_crash_or_new_settings_and_frees(session, tiny_bundle_path):
+def test_restarts_after_a_crash_or_new_settings_and_frees(session, tiny_bundle_path, tmp_path):
     subject = session.subject(str(tiny_bundle_path))
     bad = np.full((1, subject.layout.size), np.nan, dtype=np.float32)
     with pytest.raises(contract_errors.RuntimeProcessError):
@@ -96,6 +97,9 @@ def test_restarts_after_a_crash_or_new_settings_and_frees(session, tiny_bundle_p
     session.render(_options("other-python"), subject, [1], good, 4, 4)
     assert len(FakeClient.instances) == 3 and FakeClient.instances[1].closed
     assert session.free() and FakeClient.instances[2].loads[-1] == "freed"
+    session.log_file = str(tmp_path / "runtime.log")
+    FakeClient.instances[2].log("INFO loaded subject")
+    assert (tmp_path / "runtime.log").read_text().endswith(" INFO loaded subject\n")
     assert session.lookup(subject, 4, 4, 1, good[0]) is None  # freeing drops the cache too
     session.shutdown()
     assert FakeClient.instances[2].closed and session.pid is None and not session.free()
