@@ -13,9 +13,9 @@ import sys
 
 from .. import __version__
 from ..contract.errors import PVPError
-from . import examples, info, render
+from . import examples, import_generator, info, render
 
-COMMANDS = (info, render, examples)
+COMMANDS = (info, render, examples, import_generator)
 log = logging.getLogger("pvp")
 
 

@@ -142,11 +142,9 @@ def read_legacy_stream(stream, source: str) -> Any:
             raise AssetError(f"{source}: corrupt torch checkpoint (storage of {numel} elements, expected "
                              f"{storage.numel()})")
         nbytes = numel * storage.element_size()
-        data = stream.read(nbytes)
-        if len(data) != nbytes:
+        # Read straight into the storage: checkpoints are large, copies are not free.
+        if nbytes and stream.readinto(memoryview(storage.view(torch.uint8).numpy())) != nbytes:
             raise AssetError(f"{source}: truncated torch checkpoint (storage data ends early)")
-        if nbytes:
-            storage.view(torch.uint8).copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
     return obj
 
 
