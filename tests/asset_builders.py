@@ -24,13 +24,7 @@ from collections import OrderedDict
 import torch
 
 from pvp_runtime.model.stylegan2 import Generator
-
-
-def _lowpass_filter():
-    """The [1, 3, 3, 1] binomial as the official code stores it in its resample_filter buffers."""
-    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    kernel = torch.outer(taps, taps)
-    return kernel / kernel.sum()
+from pvp_runtime.model.stylegan2 import lowpass_filter_2d as _lowpass_filter
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..contract.errors import AssetError
-from ..model.stylegan2 import Generator, GeneratorConfig, _lowpass_filter
+from ..model.stylegan2 import Generator, GeneratorConfig, lowpass_filter_2d
 
 
 def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor], source: str,
@@ -45,7 +45,7 @@ def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor], sou
 
 def check_lowpass(name: str, tensor, source: str, gain: float = 1.0) -> None:
     """Refuse generators built with a resample filter other than the fixed [1,3,3,1] one we implement."""
-    expected = _lowpass_filter() * gain
+    expected = lowpass_filter_2d() * gain
     if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != (4, 4) or \
             not torch.allclose(tensor.to(torch.float32), expected, atol=1e-6):
         raise AssetError(f"{source}: '{name}' is not the standard [1,3,3,1] resample filter; "
