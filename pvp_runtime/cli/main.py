@@ -13,9 +13,9 @@ import sys
 
 from .. import __version__
 from ..contract.errors import PVPError
-from . import examples, info, render, serve
+from . import convert_channels, examples, import_generator, info, render, serve
 
-COMMANDS = (info, render, examples, serve)
+COMMANDS = (info, render, examples, import_generator, convert_channels, serve)
 log = logging.getLogger("pvp")
 
 
