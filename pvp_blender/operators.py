@@ -7,9 +7,10 @@ import bpy
 import numpy as np
 from bpy_extras.io_utils import ImportHelper
 
-from ..pvp_runtime.contract.channel_files import SUPPORTED_SUFFIXES, read_channel_file
+from ..pvp_runtime.contract.channel_files import SUPPORTED_SUFFIXES
 from ..pvp_runtime.contract.channels import DEFAULT_NUM_EXPRESSIONS, ChannelLayout, ChannelStats, normalize_reenactment
 from ..pvp_runtime.contract.errors import PVPError
+from ..pvp_runtime.formats.channel_sources import read_any_channels
 from . import animation, compositing, interpreters, viewport
 from . import rig as rig_module
 from .preferences import EXTENSION_DIR, preferences, runtime_options
@@ -191,7 +192,7 @@ class PVP_OT_detect_interpreter(bpy.types.Operator):
 
 
 class PVP_OT_import_channels(bpy.types.Operator, ImportHelper):
-    """Keyframe a per-frame channel clip (.npz, .json or .csv in the runtime's layout) onto the rig"""
+    """Keyframe a per-frame clip onto the rig: a channel file (.npz .json .csv), DECA or SMIRK codes (.npz), feats.json, or an EMOCA --save_codes folder (open it, select no file)"""
     bl_idname = "pvp.import_channels"
     bl_label = "Import Channel Clip"
     bl_options = {"REGISTER", "UNDO"}
@@ -235,7 +236,7 @@ def import_clip(scene, rig, path: str, start_frame: int, match_fps: bool = True,
         raise PVPError(f"rig '{rig.name}' has no subject: retargeting needs the subject's statistics")
     else:
         layout, stats = ChannelLayout(rig.pvp_rig.num_expressions), None
-    clip = read_channel_file(path, layout)
+    clip = read_any_channels(path, layout)
     frames = clip.frames
     if reenact:
         frames = normalize_reenactment(frames, layout, stats, ChannelStats.of(frames))

@@ -23,7 +23,8 @@ from collections import OrderedDict
 
 import torch
 
-from pvp_runtime.model.stylegan2 import Generator, _lowpass_filter
+from pvp_runtime.loaders.generator_state import lowpass_filter_4x4 as _lowpass_filter
+from pvp_runtime.model.stylegan2 import Generator
 
 
 @contextlib.contextmanager
