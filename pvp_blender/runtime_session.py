@@ -19,7 +19,7 @@ import atexit
 import concurrent.futures
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

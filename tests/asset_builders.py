@@ -23,8 +23,8 @@ from collections import OrderedDict
 
 import torch
 
-from pvp_runtime.loaders.generator_state import lowpass_filter_4x4 as _lowpass_filter
 from pvp_runtime.model.stylegan2 import Generator
+from pvp_runtime.model.stylegan2 import lowpass_filter_2d as _lowpass_filter
 
 
 @contextlib.contextmanager

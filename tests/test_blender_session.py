@@ -1,8 +1,5 @@
 """The extension's bpy-free runtime session (prefetch plan, frame cache, restarts) and interpreter detection."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
 

@@ -1,12 +1,10 @@
 """The runtime protocol, the torch-free client and the server process (no Blender involved)."""
 
 import io
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np

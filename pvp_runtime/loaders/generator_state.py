@@ -10,15 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..contract.errors import AssetError
-from ..model.stylegan2 import Generator, GeneratorConfig
-
-
-def lowpass_filter_4x4() -> torch.Tensor:
-    """The resample filter checkpoints store: outer product of [1, 3, 3, 1], normalised to sum 1
-    (NVlabs ``upfirdn2d.setup_filter``; rosinality stores it times the upsampling gain 4)."""
-    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    kernel = torch.outer(taps, taps)
-    return kernel / kernel.sum()
+from ..model.stylegan2 import Generator, GeneratorConfig, lowpass_filter_2d
 
 
 def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor], source: str,
@@ -53,7 +45,7 @@ def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor], sou
 
 def check_lowpass(name: str, tensor, source: str, gain: float = 1.0) -> None:
     """Refuse generators built with a resample filter other than the fixed [1,3,3,1] one we implement."""
-    expected = lowpass_filter_4x4() * gain
+    expected = lowpass_filter_2d() * gain
     if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != (4, 4) or \
             not torch.allclose(tensor.to(torch.float32), expected, atol=1e-6):
         raise AssetError(f"{source}: '{name}' is not the standard [1,3,3,1] resample filter; "

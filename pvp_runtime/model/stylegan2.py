@@ -92,6 +92,13 @@ def _lrelu(x: torch.Tensor, gain: float, clamp: float | None) -> torch.Tensor:
 _TAP_OUTER, _TAP_INNER = 0.25, 0.75
 
 
+def lowpass_filter_2d() -> torch.Tensor:
+    """The normalised [1, 3, 3, 1] binomial as a 4x4 kernel, as official checkpoints store it."""
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    kernel = torch.outer(taps, taps)
+    return kernel / kernel.sum()
+
+
 def _blur_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
     n = x.shape[dim] - 3
     a, b, c, d = (x.narrow(dim, i, n) for i in range(4))
