@@ -178,3 +178,15 @@ def test_wrong_kind_and_truncated_files(tmp_path, arrays):
         read_flame_model(objects)
     with pytest.raises(AssetError, match="not found"):
         read_flame_model(tmp_path / "nowhere.pkl")
+
+
+def test_formats_package_imports_without_torch():
+    # Blender ships pvp_runtime/formats next to the contract and has no torch.
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import pvp_runtime.formats.safe_pickle, pvp_runtime.formats.flame, pvp_runtime.formats.trackers, "
+            "pvp_runtime.formats.channel_sources\n"
+            "assert sys.modules['torch'] is None\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
