@@ -2,9 +2,9 @@
 
 Layers (as in glTF-Blender-IO and Bonsai): modules without bpy hold the logic
 and are tested with plain pytest (``rig_math``, ``runtime_session``,
-``interpreters``, ``frame_plan``); the bpy modules are thin glue
-(``preferences``, ``properties``, ``rig``, ``engine``, ``operators``, ``ui``,
-``animation``, ``compositing``, ``viewport``).  Nothing here imports torch: the
+``interpreters``, ``frame_plan``, ``flame_mesh_math``); the bpy modules are thin
+glue (``preferences``, ``properties``, ``rig``, ``engine``, ``operators``, ``ui``,
+``animation``, ``compositing``, ``viewport``, ``flame_mesh``).  Nothing here imports torch: the
 runtime runs in its own process (``pvp_runtime.server``), reached through
 ``pvp_runtime.contract.client``.
 
@@ -19,8 +19,8 @@ ADDON_PACKAGE = __package__.rpartition(".")[0] or __package__
 
 
 def _modules():
-    from . import compositing, engine, operators, preferences, properties, ui
-    return (preferences, properties, engine, compositing, operators, ui)
+    from . import compositing, engine, flame_mesh, operators, preferences, properties, ui
+    return (preferences, properties, engine, compositing, flame_mesh, operators, ui)
 
 
 def register():

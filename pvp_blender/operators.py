@@ -7,10 +7,11 @@ import bpy
 import numpy as np
 from bpy_extras.io_utils import ImportHelper
 
-from ..pvp_runtime.contract.channel_files import SUPPORTED_SUFFIXES, read_channel_file
+from ..pvp_runtime.contract.channel_files import SUPPORTED_SUFFIXES
 from ..pvp_runtime.contract.channels import DEFAULT_NUM_EXPRESSIONS, ChannelLayout, ChannelStats, normalize_reenactment
 from ..pvp_runtime.contract.errors import PVPError
-from . import animation, compositing, interpreters, viewport
+from ..pvp_runtime.formats.channel_sources import read_any_channels
+from . import animation, compositing, flame_mesh, interpreters, viewport
 from . import rig as rig_module
 from .preferences import EXTENSION_DIR, preferences, runtime_options
 from .runtime_session import SESSION
@@ -49,6 +50,36 @@ class PVP_OT_add_head_rig(bpy.types.Operator):
             problem = rig_module.sync_subject(rig)
             if problem:
                 self.report({"WARNING"}, problem)
+        prefs = preferences()
+        if prefs is not None and prefs.flame_model:
+            try:
+                flame_mesh.add_flame_mesh(context, rig, prefs.flame_model)
+            except PVPError as exc:
+                self.report({"WARNING"}, f"no FLAME mesh: {exc}")
+        return {"FINISHED"}
+
+
+class PVP_OT_add_flame_mesh(bpy.types.Operator):
+    """Show the posed FLAME mesh on the rig, from the FLAME file set in the add-on preferences (rebuilds it when the rig's expression count changed)"""
+    bl_idname = "pvp.add_flame_mesh"
+    bl_label = "Show FLAME Mesh"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _has_rig(context)
+
+    def execute(self, context):
+        prefs = preferences()
+        if prefs is None or not prefs.flame_model:
+            self.report({"ERROR"}, "set your FLAME model file in Preferences > Add-ons > PVP Avatar first")
+            return {"CANCELLED"}
+        try:
+            obj = flame_mesh.add_flame_mesh(context, active_rig(context), prefs.flame_model)
+        except PVPError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"FLAME mesh '{obj.name}': {len(obj.data.vertices)} vertices")
         return {"FINISHED"}
 
 
@@ -191,7 +222,7 @@ class PVP_OT_detect_interpreter(bpy.types.Operator):
 
 
 class PVP_OT_import_channels(bpy.types.Operator, ImportHelper):
-    """Keyframe a per-frame channel clip (.npz, .json or .csv in the runtime's layout) onto the rig"""
+    """Keyframe a per-frame clip onto the rig: a channel file (.npz .json .csv), DECA or SMIRK codes (.npz), feats.json, or an EMOCA --save_codes folder (open it, select no file)"""
     bl_idname = "pvp.import_channels"
     bl_label = "Import Channel Clip"
     bl_options = {"REGISTER", "UNDO"}
@@ -235,7 +266,7 @@ def import_clip(scene, rig, path: str, start_frame: int, match_fps: bool = True,
         raise PVPError(f"rig '{rig.name}' has no subject: retargeting needs the subject's statistics")
     else:
         layout, stats = ChannelLayout(rig.pvp_rig.num_expressions), None
-    clip = read_channel_file(path, layout)
+    clip = read_any_channels(path, layout)
     frames = clip.frames
     if reenact:
         frames = normalize_reenactment(frames, layout, stats, ChannelStats.of(frames))
@@ -266,7 +297,7 @@ class PVP_OT_setup_overlay(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (PVP_OT_add_head_rig, PVP_OT_reset_channels, PVP_OT_sync_subject, PVP_OT_preview_frame,
+CLASSES = (PVP_OT_add_head_rig, PVP_OT_add_flame_mesh, PVP_OT_reset_channels, PVP_OT_sync_subject, PVP_OT_preview_frame,
            PVP_OT_free_runtime, PVP_OT_stop_runtime, PVP_OT_detect_interpreter, PVP_OT_import_channels,
            PVP_OT_setup_overlay)
 

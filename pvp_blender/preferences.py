@@ -41,6 +41,10 @@ class PVPAvatarPreferences(bpy.types.AddonPreferences):
                                            subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
                                            description="Seconds per frame before a render counts as hung")
     detected: bpy.props.StringProperty(name="Detected", options={"SKIP_SAVE"})
+    flame_model: bpy.props.StringProperty(
+        name="FLAME model", subtype="FILE_PATH",
+        description="Your copy of FLAME (generic_model.pkl, flame2023.pkl or .npz; never bundled). When set, "
+                    "new head rigs show the posed FLAME mesh")
 
     def draw(self, context):
         layout = self.layout
@@ -59,6 +63,8 @@ class PVPAvatarPreferences(bpy.types.AddonPreferences):
         row.prop(self, "batch_size")
         row.prop(self, "startup_timeout")
         row.prop(self, "frame_timeout")
+        col.separator()
+        col.prop(self, "flame_model")
         col.separator()
         row = col.row()
         row.label(text=f"Runtime: {SESSION.status()}", icon="SYSTEM")

@@ -49,7 +49,9 @@ class VIEW3D_PT_pvp_rig(PVPSidebar, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("pvp.preview_frame", icon="IMAGE_DATA")
         row.operator("pvp.import_channels", icon="IMPORT")
-        layout.operator("pvp.setup_overlay", icon="NODE_COMPOSITING")
+        row = layout.row(align=True)
+        row.operator("pvp.setup_overlay", icon="NODE_COMPOSITING")
+        row.operator("pvp.add_flame_mesh", icon="MESH_MONKEY")
         layout.label(text=f"Runtime: {SESSION.status()}", icon="SYSTEM")
         layout.operator("pvp.free_runtime", icon="TRASH")
 

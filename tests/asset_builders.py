@@ -8,6 +8,7 @@
   ``_init_kwargs``...), init kwargs as ``dnnlib.util.EasyDict``.
 * :func:`rosinality_state_dict` lays a generator out as rosinality's ``g_ema``.
 * :func:`py2_pickle` writes a Python 2 protocol-2 pickle (``str`` data, ``copy_reg``).
+* :func:`tiny_flame_arrays` is a 12-vertex model with every FLAME key, shape and dtype.
 
 The globals those pickles name (``torch_utils.persistence``, ``dnnlib.util``,
 ``chumpy.ch``) are stand-in modules registered only while pickling.
@@ -21,8 +22,10 @@ import sys
 import types
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
+from pvp_runtime.formats.flame import NUM_SHAPE
 from pvp_runtime.model.stylegan2 import Generator
 from pvp_runtime.model.stylegan2 import lowpass_filter_2d as _lowpass_filter
 
@@ -229,3 +232,32 @@ def py2_pickle(obj) -> bytes:
     buffer = io.BytesIO()
     Py2Pickler(buffer, protocol=2, fix_imports=True).dump(obj)
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- FLAME
+
+V = 12
+JOINT_OF_VERTEX = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def tiny_flame_arrays(seed=0):
+    """FLAME-shaped arrays for 12 vertices: every key, shape and dtype as in generic_model.pkl."""
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((V, 5))
+    weights[np.arange(V), JOINT_OF_VERTEX] = 1.0
+    weights[3] = [0.5, 0.5, 0, 0, 0]  # one vertex blended between root and neck
+    j_regressor = np.zeros((5, V))
+    for joint in range(5):
+        members = [v for v, j in enumerate(JOINT_OF_VERTEX) if j == joint]
+        j_regressor[joint, members] = 1.0 / len(members)
+    return {
+        "v_template": rng.normal(size=(V, 3)),
+        "shapedirs": rng.normal(scale=0.01, size=(V, 3, NUM_SHAPE + 100)),
+        "posedirs": rng.normal(scale=0.01, size=(V, 3, 36)),
+        "J_regressor": j_regressor,
+        "weights": weights,
+        "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64),
+        "f": np.array([[0, 1, 2], [4, 5, 6], [8, 9, 10]], dtype=np.uint32),
+        "J": j_regressor @ rng.normal(size=(V, 3)),
+        "bs_style": "lbs", "bs_type": "lrotmin",
+    }

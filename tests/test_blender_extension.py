@@ -194,7 +194,9 @@ def test_extension_zip_holds_only_the_addon_and_the_contract(shot):
     assert "blender_manifest.toml" in names and "__init__.py" in names
     assert {n.split("/")[0] for n in names} == {"blender_manifest.toml", "__init__.py", "pvp_blender", "pvp_runtime"}
     runtime = {n for n in names if n.startswith("pvp_runtime/")}
-    assert runtime == {"pvp_runtime/__init__.py"} | {n for n in runtime if n.startswith("pvp_runtime/contract/")}
+    shipped = ("pvp_runtime/contract/", "pvp_runtime/formats/")  # both torch-free (checked below)
+    assert runtime == {"pvp_runtime/__init__.py"} | {n for n in runtime if n.startswith(shipped)}
+    assert "pvp_runtime/formats/channel_sources.py" in runtime
     assert "pvp_runtime/contract/client.py" in runtime and "pvp_runtime/contract/protocol.py" in runtime
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     for name in names:

@@ -5,7 +5,7 @@ import torch
 
 from pvp_runtime.contract.errors import AssetError
 from pvp_runtime.loaders.arcface import E4E_CROP, IdentityEncoder, load_arcface, load_identity_encoder
-from pvp_runtime.loaders.e4e import load_e4e
+from pvp_runtime.loaders.e4e import load_e4e, load_latent_encoder
 from pvp_runtime.model.e4e import Encoder4Editing
 from pvp_runtime.model.irse import ArcFaceBackbone, IRSEConfig
 from pvp_runtime.model.stylegan2 import Generator, tiny_config
@@ -73,6 +73,17 @@ def test_arcface_file_loads_into_an_identity_encoder(tmp_path, legacy):
     assert torch.allclose(same, torch.ones(2), atol=1e-5)
 
 
+def test_fit_entry_point_is_differentiable_and_named(tmp_path):
+    path = tmp_path / "model_ir_se50.pth"
+    torch.save(randomized(ArcFaceBackbone(TINY)).state_dict(), path)
+    encoder = load_identity_encoder(path, "cpu")
+    assert encoder.name.startswith("ArcFace IR-SE") and "model_ir_se50.pth" in encoder.name
+    images = (torch.rand(1, 3, 128, 128) * 2 - 1).requires_grad_(True)
+    (1 - encoder(images).sum(dim=1)).sum().backward()  # the identity loss backpropagates to the pixels
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in encoder.parameters())
+
+
 def test_arcface_wrong_kind_shapes_and_truncation(tmp_path):
     state = randomized(ArcFaceBackbone(TINY)).state_dict()
     path = tmp_path / "arc.pth"
@@ -136,6 +147,20 @@ def test_e4e_checkpoint_gives_an_inverter_and_its_generator(tmp_path):
         # Other input sizes are resized to the encoder's.
         assert e4e.inverter(torch.rand(1, 3, 96, 96) * 2 - 1).shape == (1, 10, 64)
         assert e4e.generator.synthesis(codes).shape == (2, 3, 64, 64)
+
+
+def test_latent_encoder_entry_point_checks_the_prior(tmp_path, caplog):
+    path = tmp_path / "e4e.pt"
+    _, decoder = tiny_e4e_checkpoint(path)
+    with caplog.at_level("WARNING"):
+        inverter = load_latent_encoder(path, decoder, "cpu")
+    assert "not the prior generator" not in caplog.text and inverter.name.startswith("e4e 64px")
+    other = Generator(tiny_config(64, width=64))
+    with caplog.at_level("WARNING"):
+        load_latent_encoder(path, other, "cpu")
+    assert "not the prior generator" in caplog.text
+    with pytest.raises(AssetError, match=r"W\+ \[10, 64\] .* the prior takes \[8, 32\]"):
+        load_latent_encoder(path, Generator(tiny_config(32, width=32)), "cpu")
 
 
 def test_e4e_errors(tmp_path):

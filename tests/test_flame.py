@@ -11,11 +11,7 @@ from pvp_runtime.contract.channels import ChannelLayout, axis_angle_to_matrix
 from pvp_runtime.contract.errors import AssetError
 from pvp_runtime.formats.flame import NUM_SHAPE, flame_pose_from_channels, read_flame_model
 
-from asset_builders import py2_pickle, stand_in_modules
-
-V = 12
-JOINT_OF_VERTEX = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
-
+from asset_builders import JOINT_OF_VERTEX, V, py2_pickle, stand_in_modules, tiny_flame_arrays
 
 class Ch:
     """Pickles like ``chumpy.ch.Ch``: NEWOBJ of the class, then its ``__dict__`` (minus weakrefs)."""
@@ -25,29 +21,6 @@ class Ch:
         self._dirty_vars = set()
         self._itr = None
         self._depends_on_deps = {}
-
-
-def tiny_flame_arrays(seed=0):
-    """FLAME-shaped arrays for 12 vertices: every key, shape and dtype as in generic_model.pkl."""
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((V, 5))
-    weights[np.arange(V), JOINT_OF_VERTEX] = 1.0
-    weights[3] = [0.5, 0.5, 0, 0, 0]  # one vertex blended between root and neck
-    j_regressor = np.zeros((5, V))
-    for joint in range(5):
-        members = [v for v, j in enumerate(JOINT_OF_VERTEX) if j == joint]
-        j_regressor[joint, members] = 1.0 / len(members)
-    return {
-        "v_template": rng.normal(size=(V, 3)),
-        "shapedirs": rng.normal(scale=0.01, size=(V, 3, NUM_SHAPE + 100)),
-        "posedirs": rng.normal(scale=0.01, size=(V, 3, 36)),
-        "J_regressor": j_regressor,
-        "weights": weights,
-        "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64),
-        "f": np.array([[0, 1, 2], [4, 5, 6], [8, 9, 10]], dtype=np.uint32),
-        "J": j_regressor @ rng.normal(size=(V, 3)),
-        "bs_style": "lbs", "bs_type": "lrotmin",
-    }
 
 
 def chumpy_layout(arrays):
@@ -205,3 +178,15 @@ def test_wrong_kind_and_truncated_files(tmp_path, arrays):
         read_flame_model(objects)
     with pytest.raises(AssetError, match="not found"):
         read_flame_model(tmp_path / "nowhere.pkl")
+
+
+def test_formats_package_imports_without_torch():
+    # Blender ships pvp_runtime/formats next to the contract and has no torch.
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import pvp_runtime.formats.safe_pickle, pvp_runtime.formats.flame, pvp_runtime.formats.trackers, "
+            "pvp_runtime.formats.channel_sources\n"
+            "assert sys.modules['torch'] is None\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

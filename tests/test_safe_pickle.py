@@ -134,6 +134,8 @@ def test_torch_files_round_trip_every_dtype_and_views(tmp_path, legacy):
         f32=torch.randn(3, 4), f64=torch.randn(2, dtype=torch.float64), f16=torch.randn(5).half(),
         bf16=torch.randn(3).bfloat16(), i64=torch.arange(7), i32=torch.arange(3, dtype=torch.int32),
         u8=torch.arange(4, dtype=torch.uint8), b=torch.tensor([True, False]),
+        u16=torch.arange(3).to(torch.uint16), f8=torch.randn(3).to(torch.float8_e4m3fn),  # raw-byte storages
+        c64=torch.randn(2, dtype=torch.complex64),
         strided=base[:, 1::2], shared=base, scalar=torch.tensor(3.5), empty=torch.zeros(0, 3),
         param=torch.nn.Parameter(torch.ones(2, 2)))
     path = tmp_path / "ckpt.pth"
@@ -143,7 +145,9 @@ def test_torch_files_round_trip_every_dtype_and_views(tmp_path, legacy):
     assert loaded["args"] == {"size": 32} and loaded["step"] == 7
     for key, tensor in state.items():
         assert loaded["state_dict"][key].dtype == tensor.dtype, key
-        assert torch.equal(loaded["state_dict"][key], tensor.detach()), key
+        as_bytes = lambda t: t.detach().reshape(-1).contiguous().view(torch.uint8)  # equal() lacks some dtypes
+        assert torch.equal(as_bytes(loaded["state_dict"][key]), as_bytes(tensor)), key
+        assert loaded["state_dict"][key].shape == tensor.shape, key
 
 
 @pytest.mark.parametrize("legacy", [False, True])

@@ -28,6 +28,7 @@ from .torch_files import read_torch_file
 KIND = "ArcFace IR-SE checkpoint (model_ir_se50.pth)"
 E4E_CROP = (35 / 256, 223 / 256, 32 / 256, 220 / 256)  # top, bottom, left, right
 PVP_CROP = (13 / 512, 441 / 512, 44 / 512, 472 / 512)
+NAMED_DEPTHS = {(3, 4, 14, 3): 50, (3, 13, 30, 3): 100, (3, 8, 36, 3): 152}  # units per stage -> "IR-SE50"...
 
 
 def arcface_from_state(state: dict, source: str) -> ArcFaceBackbone:
@@ -51,8 +52,10 @@ def load_arcface(path: str | os.PathLike) -> ArcFaceBackbone:
 class IdentityEncoder(nn.Module):
     """Generator-space images [N, 3, H, W] in [-1, 1] -> unit-length identity embeddings [N, 512]."""
 
-    def __init__(self, backbone: ArcFaceBackbone, crop: tuple[float, float, float, float] = E4E_CROP):
+    def __init__(self, backbone: ArcFaceBackbone, crop: tuple[float, float, float, float] = E4E_CROP,
+                 name: str = "ArcFace IR-SE"):
         super().__init__()
+        self.name = name  # logged by `pvp fit` with the other networks it used
         top, bottom, left, right = crop
         if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
             raise ValueError(f"crop must be fractions (top, bottom, left, right) in [0, 1], got {crop}")
@@ -79,5 +82,10 @@ class IdentityEncoder(nn.Module):
         return (self(a) * self(b)).sum(dim=1)
 
 
-def load_identity_encoder(path: str | os.PathLike, crop=E4E_CROP) -> IdentityEncoder:
-    return IdentityEncoder(load_arcface(path), crop)
+def load_identity_encoder(path: str | os.PathLike, device="cpu", crop=E4E_CROP) -> IdentityEncoder:
+    """The entry point `pvp fit --arcface` calls: a frozen identity encoder on ``device``."""
+    backbone = load_arcface(path)
+    config = backbone.config
+    depth = NAMED_DEPTHS.get(config.units, "")
+    label = f"ArcFace IR{'-SE' if config.se else ''}{depth} {backbone.input_size}px ({Path(path).name})"
+    return IdentityEncoder(backbone, crop, name=label).to(device)

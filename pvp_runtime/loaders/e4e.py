@@ -13,6 +13,7 @@ e4e checkpoint.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +29,16 @@ from .generator_file import generator_from_e4e_checkpoint
 from .irse_state import infer_irse_config, load_strict, tensor_dict
 from .torch_files import read_torch_file
 
+log = logging.getLogger(__name__)
 KIND = "e4e checkpoint"
 
 
 class E4EInverter(nn.Module):
     """Images [N, 3, H, W] in [-1, 1] -> W+ [N, num_ws, w_dim] for the checkpoint's generator."""
 
-    def __init__(self, encoder: Encoder4Editing, latent_avg: torch.Tensor | None):
+    def __init__(self, encoder: Encoder4Editing, latent_avg: torch.Tensor | None, name: str = "e4e"):
         super().__init__()
+        self.name = name  # logged by `pvp fit` with the other networks it used
         self.encoder = encoder.eval().requires_grad_(False)
         offset = torch.zeros(encoder.num_ws, encoder.config.depths[-1]) if latent_avg is None else latent_avg
         self.register_buffer("latent_avg", offset.reshape(-1, offset.shape[-1]).expand(encoder.num_ws, -1).clone())
@@ -99,3 +102,27 @@ def load_e4e(path: str | os.PathLike) -> E4E:
                          f"{generator.config.w_dim}]")
     return E4E(inverter, generator, {**provenance, "source": path.name})
 
+
+
+def load_latent_encoder(path: str | os.PathLike, generator: Generator, device="cpu") -> E4EInverter:
+    """The entry point `pvp fit --e4e` calls: an inverter into ``generator``'s W+.
+
+    e4e is trained against one generator (its decoder).  A prior of another
+    shape is refused; one with other weights only warns, since codes for a
+    different generator are a poor start but not an error.
+    """
+    e4e = load_e4e(path)
+    ours, theirs = generator.config, e4e.generator.config
+    if (ours.num_ws, ours.w_dim) != (theirs.num_ws, theirs.w_dim):
+        raise AssetError(f"{path}: this e4e encodes W+ [{theirs.num_ws}, {theirs.w_dim}] for a "
+                         f"{theirs.resolution}px generator; the prior takes [{ours.num_ws}, {ours.w_dim}]")
+    reference = e4e.generator.state_dict()
+    drift = float("inf")
+    if all(tuple(value.shape) == tuple(reference[name].shape) for name, value in generator.state_dict().items()):
+        drift = max((value.detach().cpu().float() - reference[name]).abs().max().item()
+                    for name, value in generator.state_dict().items())
+    if drift > 1e-4:
+        log.warning("%s: the e4e decoder is not the prior generator (max weight difference %.3g); its codes "
+                    "are only a starting point", path, drift)
+    e4e.inverter.name = f"e4e {theirs.resolution}px ({Path(path).name})"
+    return e4e.inverter.to(device)

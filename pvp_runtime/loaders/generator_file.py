@@ -101,7 +101,7 @@ def read_generator_metadata(path: str | os.PathLike) -> dict:
     return {"format_version": version, "config": config, "provenance": provenance}
 
 
-def load_generator_file(path: str | os.PathLike) -> Generator:
+def load_generator_file(path: str | os.PathLike, device="cpu") -> Generator:
     """Read a file written by :func:`save_generator_file` (the prior ``pvp fit`` takes)."""
     path = Path(path)
     config = read_generator_metadata(path)["config"]
@@ -110,7 +110,7 @@ def load_generator_file(path: str | os.PathLike) -> Generator:
             state = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise AssetError(f"{path}: corrupt or truncated generator file ({exc})") from None
-    return build_generator(config, state, str(path), what="generator file")
+    return build_generator(config, state, str(path), what="generator file").to(device)
 
 
 # --------------------------------------------------------------------------- any source

@@ -43,9 +43,11 @@ STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool, "UntypedStorage": torch.uint8,
+    "BoolStorage": torch.bool, "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
+    "UntypedStorage": torch.uint8,  # raw bytes; _rebuild_tensor_v3 names the dtype (uint16, float8...)
 }
-TORCH_DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in set(STORAGE_DTYPES.values())}
+# dtype objects are inert values; pickles name them as torch.<name>.
+TORCH_DTYPES = {name: value for name in dir(torch) if isinstance(value := getattr(torch, name), torch.dtype)}
 
 
 class _StorageType:
@@ -75,7 +77,12 @@ def torch_globals(source: str) -> Globals:
     def rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
         if not isinstance(dtype, torch.dtype) or not isinstance(storage, torch.Tensor):
             raise AssetError(f"{source}: malformed tensor record")
-        return _view(storage.view(dtype), offset, size, stride, source)
+        try:
+            typed = storage.view(torch.uint8).view(dtype)
+        except RuntimeError:
+            raise AssetError(f"{source}: a {dtype} tensor's storage has {storage.numel()} bytes, not a whole "
+                             f"number of elements; the file is corrupt") from None
+        return _view(typed, offset, size, stride, source)
 
     def rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
         return data
@@ -95,6 +102,7 @@ def torch_globals(source: str) -> Globals:
         ("torch", "Size"): torch.Size,
     }
     entries.update({("torch", name): _StorageType(dtype) for name, dtype in STORAGE_DTYPES.items()})
+    entries[("torch.storage", "UntypedStorage")] = _StorageType(torch.uint8)
     entries.update({("torch", name): dtype for name, dtype in TORCH_DTYPES.items()})
     return entries
 
