@@ -13,9 +13,9 @@ import sys
 
 from .. import __version__
 from ..contract.errors import PVPError
-from . import examples, info, render
+from . import examples, fit, info, render
 
-COMMANDS = (info, render, examples)
+COMMANDS = (info, render, examples, fit)
 log = logging.getLogger("pvp")
 
 
