@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shutil
@@ -140,6 +141,29 @@ def build_config(args):
     return config.with_overrides(overrides) if overrides else config
 
 
+@contextlib.contextmanager
+def _log_to_file(path: Path):
+    """Append INFO and above to OUTDIR/fit.log whatever the console shows (-q keeps the console quiet)."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    previous = root.level
+    quietened = [h for h in root.handlers if h.level == logging.NOTSET]
+    for h in quietened:
+        h.setLevel(previous)  # the console keeps the level it had
+    root.setLevel(min(previous, logging.INFO) if previous else logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(previous)
+        for h in quietened:
+            h.setLevel(logging.NOTSET)
+
+
 def _looks_like_fit_folder(path: Path) -> bool:
     return (path / "work").is_dir() or (path / "config.json").is_file()
 
@@ -192,19 +216,13 @@ def run_fit(args) -> int:
             raise PVPError(f"{out.parent}: parent folder does not exist")
         run = FitRun.start(request, inputs, out, networks=networks, device=device)
     run.generator = generator
-    handler = logging.FileHandler(out / "fit.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
+    with _log_to_file(out / "fit.log"):
         log.info("fitting %s (%s prior) on %s into %s", request.name, request.prior, device, out)
-        result = run.run()
-    except FitInterrupted as exc:
-        print(f"pvp: {exc}; continue with: pvp fit --resume -o {out}")
-        return 130
-    finally:
-        root.removeHandler(handler)
-        handler.close()
+        try:
+            result = run.run()
+        except FitInterrupted as exc:
+            print(f"pvp: {exc}; continue with: pvp fit --resume -o {out}")
+            return 130
     print(summary_table(result.evaluation))
     print(f"wrote {result.bundle}, {out / 'report.json'} and {out / 'contact_sheet.png'}")
     return 0

@@ -171,6 +171,7 @@ class FitRun:
         if not out_dir.parent.exists():
             raise PVPError(f"{out_dir.parent}: parent folder does not exist")
         run = cls(request, inputs, out_dir, **kwargs)
+        run.load_lpips()  # a bad --lpips-backbone is refused before the folder exists
         run.work.mkdir(parents=True, exist_ok=True)
         request.config.save(out_dir / CONFIG)
         run.meta["fingerprint"] = input_fingerprint(request, inputs)
@@ -194,6 +195,7 @@ class FitRun:
                 raise CheckpointError(f"{path}: the {key} input changed since this fit started "
                                       f"({getattr(request, key, None) or inputs.frames.path}); start a new fit")
         run = cls(request, inputs, out_dir, **kwargs)
+        run.load_lpips()
         run.meta = meta
         run.tensors = tensors
         log.info("resuming %s: finished %s; %s", out_dir, ", ".join(meta["completed"]) or "nothing",
@@ -222,6 +224,10 @@ class FitRun:
             net, backbone = (c.net, c.backbone) if purpose == "train" else (c.eval_net, c.eval_backbone)
             self._lpips[purpose] = load_lpips(net, backbone, self.device)
         return self._lpips[purpose]
+
+    def load_lpips(self) -> None:
+        self.lpips("train")
+        self.lpips("eval")
 
     def _build_generator(self) -> Generator:
         if self.generator is None:
