@@ -34,7 +34,7 @@ def test_json_round_trip(tmp_path):
 @pytest.mark.parametrize("data, words", [
     ({"pti": {"lrr": 1}}, ["pti.lrr", "unknown"]),
     ({"nope": {}}, ["nope"]),
-    ({"pivots": {"count": "many"}}, ["pivots.count", "integer"]),
+    ({"pivots": {"count": "many"}}, ["pivots.count", "must be an int"]),
     ({"pivots": {"count": 2.5}}, ["pivots.count"]),
     ({"pivots": {"count": 0}}, ["pivots.count", "at least 1"]),
     ({"mapper": {"train_noise": 1}}, ["mapper.train_noise", "bool"]),

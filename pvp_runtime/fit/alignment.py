@@ -92,7 +92,8 @@ def transform_points(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
 
 
 def roll_removed(transform: np.ndarray) -> float:
-    """The in-plane rotation (radians, counter-clockwise as seen) the crop took out of the frame."""
+    """The head's in-plane roll in the frame (radians, > 0 counter-clockwise as seen, like ``head_roll``)
+    that the crop took out."""
     return math.atan2(transform[1, 0], transform[0, 0])
 
 
