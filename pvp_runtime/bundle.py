@@ -32,12 +32,14 @@ from safetensors.torch import save as save_safetensors
 from . import __version__
 from .contract.channels import ChannelLayout, ChannelStats
 from .contract.errors import BundleError, PVPError
+# The manifest layer is torch-free and lives in the contract, which the Blender extension ships.
+from .contract.subject_manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, read_subject_manifest
+from .contract.subject_manifest import check_manifest as _manifest
+from .contract.subject_manifest import open_archive as _open_archive
+from .contract.subject_manifest import read_member as _read_member
 from .model.pvp import MapperConfig, PVPModel
 from .model.stylegan2 import Generator, GeneratorConfig
 
-FORMAT_NAME = "pvp-avatar-bundle"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 GENERATOR_FILE = "generator.safetensors"
 MAPPERS_FILE = "mappers.safetensors"
 
@@ -139,53 +141,7 @@ def save_bundle(bundle: SubjectBundle, path: str | os.PathLike) -> Path:
 
 def read_manifest(path: str | os.PathLike) -> dict:
     """Read and check a bundle's manifest without touching its tensors."""
-    path = Path(path)
-    with _open_archive(path) as archive:
-        return _manifest(archive, path)
-
-
-def _open_archive(path: Path) -> zipfile.ZipFile:
-    if not path.exists():
-        raise BundleError(f"{path}: bundle not found")
-    if path.is_dir():
-        raise BundleError(f"{path}: is a directory, not a .pvp bundle")
-    try:
-        return zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise BundleError(f"{path}: not a PVP bundle (not a zip archive, or truncated)") from None
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot read bundle ({exc.strerror or exc})") from None
-
-
-def _read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
-    try:
-        return archive.read(name)
-    except KeyError:
-        raise BundleError(f"{path}: corrupt bundle, member {name} is missing") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise BundleError(f"{path}: corrupt or truncated bundle ({name}: {exc})") from None
-
-
-def _manifest(archive: zipfile.ZipFile, path: Path) -> dict:
-    if MANIFEST not in archive.namelist():
-        raise BundleError(f"{path}: not a PVP bundle (no {MANIFEST})")
-    try:
-        manifest = json.loads(_read_member(archive, MANIFEST, path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: corrupt bundle, {MANIFEST} is not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise BundleError(f"{path}: not a PVP bundle (manifest format is {manifest.get('format')!r})"
-                          if isinstance(manifest, dict) else f"{path}: not a PVP bundle")
-    version = manifest.get("format_version")
-    if not isinstance(version, int):
-        raise BundleError(f"{path}: corrupt bundle, format_version is missing")
-    if version > FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle format version {version} is newer than this PVP Avatar supports "
-                          f"({FORMAT_VERSION}); update PVP Avatar")
-    for key in ("generator", "mappers", "channel_stats", "tensor_files"):
-        if key not in manifest:
-            raise BundleError(f"{path}: corrupt bundle, manifest has no '{key}'")
-    return manifest
+    return read_subject_manifest(path)
 
 
 def _load_state(archive, name, path, expected: dict[str, torch.Tensor], digest: str) -> dict:

@@ -3,7 +3,13 @@ import torch
 
 from pvp_runtime.model.stylegan2 import (
     CONFIG_F_1024, CONFIG_F_256, Generator, GeneratorConfig, SynthesisLayer, synthesis_macs, tiny_config,
-    upsample_2x, _lowpass_filter)
+    upsample_2x)
+
+
+def _lowpass_filter():
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    kernel = torch.outer(taps, taps)
+    return kernel / kernel.sum()
 
 
 @pytest.mark.parametrize("resolution, num_ws", [(8, 4), (64, 10), (256, 14), (512, 16), (1024, 18)])
@@ -112,11 +118,13 @@ def test_modulated_conv_matches_textbook_form(up):
     assert torch.allclose(ours, reference, atol=1e-5)
 
 
-def test_upsample_preserves_constant_and_size():
-    x = torch.ones(1, 3, 8, 8)
-    up = upsample_2x(x, _lowpass_filter())
-    assert up.shape == (1, 3, 16, 16)
-    assert torch.allclose(up[:, :, 2:-2, 2:-2], torch.ones(1), atol=1e-6)
+def test_upsample_matches_zero_insertion_and_filter():
+    x = torch.randn(2, 3, 7, 5)
+    stuffed = x.new_zeros(2, 3, 14, 10)
+    stuffed[:, :, ::2, ::2] = x
+    kernel = (_lowpass_filter() * 4)[None, None].repeat(3, 1, 1, 1)
+    reference = torch.nn.functional.conv2d(torch.nn.functional.pad(stuffed, (2, 1, 2, 1)), kernel, groups=3)
+    assert torch.allclose(upsample_2x(x), reference, atol=1e-6)
 
 
 def test_mapping_truncation_and_w_avg():

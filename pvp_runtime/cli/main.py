@@ -13,9 +13,9 @@ import sys
 
 from .. import __version__
 from ..contract.errors import PVPError
-from . import examples, fit, info, render
+from . import convert_channels, examples, fit, import_generator, info, render, serve
 
-COMMANDS = (info, render, examples, fit)
+COMMANDS = (info, render, examples, import_generator, convert_channels, fit, serve)
 log = logging.getLogger("pvp")
 
 

@@ -9,9 +9,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..avatar import Avatar
-from ..contract.channel_files import SUPPORTED_SUFFIXES, read_channel_file
+from ..contract.channel_files import SUPPORTED_SUFFIXES
 from ..contract.channels import ChannelStats, normalize_reenactment
 from ..contract.errors import PVPError
+from ..formats.channel_sources import SOURCES, read_any_channels
 from ..image_io import VideoWriter, staged_directory, write_png
 
 log = logging.getLogger("pvp.render")
@@ -23,10 +24,14 @@ def add_parser(subparsers) -> None:
         "render", help="render a channel file to a PNG sequence",
         description="Render every frame of a channel file with a subject bundle. Frames are written as "
                     "OUTDIR/frame_NNNN.png (sRGB, RGBA, straight alpha), numbered by their index in the "
-                    f"channel file. Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see docs/channels.md). "
+                    f"channel file. Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see docs/channels.md), or "
+                    "tracker output read directly: DECA codes .npz, an EMOCA --save_codes folder, SMIRK "
+                    "outputs .npz, feats.json. "
                     "Nothing is written unless every frame renders.")
     parser.add_argument("bundle", type=Path, help="subject bundle (.pvp)")
-    parser.add_argument("channels", type=Path, help="per-frame channels (.npz, .json or .csv)")
+    parser.add_argument("channels", type=Path, help="per-frame channels (.npz, .json or .csv) or tracker output")
+    parser.add_argument("--channel-source", choices=SOURCES, default="auto",
+                        help="layout of CHANNELS (default: detected from its contents)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--frames", metavar="A:B", help="render frames A..B-1 only (Python slice, 0-based)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
@@ -64,7 +69,7 @@ def run(args) -> int:
     if args.fps is not None and not 0 < args.fps < 1000:
         raise PVPError(f"--fps must be between 0 and 1000, got {args.fps}")
     avatar = Avatar.load(args.bundle, device=args.device, half=args.half)
-    clip = read_channel_file(args.channels, avatar.layout)
+    clip = read_any_channels(args.channels, avatar.layout, args.channel_source)
     selected = parse_frame_range(args.frames, len(clip.frames))
     frames = clip.frames
     if args.reenact:

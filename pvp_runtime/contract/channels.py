@@ -25,6 +25,16 @@ untransposed matrix; for a pure yaw that is ``-yaw`` here, for a pure pitch it i
 the same pitch.  We use one convention everywhere, so a subject fit here and
 rendered here agree by construction.
 
+Blender rig axes.  Blender's armature space is Z up with the character facing
+-Y, so its left is +X.  FLAME camera space relates to it by
+``v_flame = BLENDER_TO_FLAME @ v_blender`` (x -> x, Blender Z -> y, Blender -Y -> z),
+and a rotation by ``R_flame = BLENDER_TO_FLAME @ R_blender @ BLENDER_TO_FLAME.T``
+(:func:`flame_rotation_from_blender`).  A bone pointing up (+Z) with roll 0 has
+local axes X = +X, Y = +Z, Z = -Y: exactly FLAME's x, y, z, so on such a bone the
+Euler angles *are* FLAME angles (the head bone uses Euler order ZXY, i.e.
+``Ry @ Rx @ Rz``: its X, Y, Z angles are pitch, yaw, roll).  How the add-on turns
+posed bones into channels is in ``pvp_blender/rig_math.py``.
+
 Neck, jaw and eye poses are FLAME axis-angle vectors in the parent joint's frame.
 The aligned crop the generator draws sees the head, not the torso, so the pose
 the mappers receive is that of the composed rotation ``R_global @ R_neck``
@@ -295,6 +305,20 @@ def matrix_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
         return axis * angle
     axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]]) / (2 * math.sin(angle))
     return axis * angle
+
+
+#: Blender armature axes -> FLAME camera axes (a proper rotation: det = +1).
+BLENDER_TO_FLAME = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+def flame_rotation_from_blender(rotation: np.ndarray) -> np.ndarray:
+    """A rotation given in Blender armature axes, expressed in FLAME axes (works on [..., 3, 3])."""
+    return BLENDER_TO_FLAME @ np.asarray(rotation, dtype=np.float64) @ BLENDER_TO_FLAME.T
+
+
+def blender_rotation_from_flame(rotation: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`flame_rotation_from_blender`."""
+    return BLENDER_TO_FLAME.T @ np.asarray(rotation, dtype=np.float64) @ BLENDER_TO_FLAME
 
 
 def head_angles_from_axis_angle(global_pose: Sequence[float]) -> tuple[float, float, float]:

@@ -25,3 +25,8 @@ class RuntimeProcessError(PVPError):
     """The runtime process could not be started, crashed, or stopped answering."""
 
     exit_code = 3
+
+
+class AssetError(PVPError):
+    """A third-party file (checkpoint, face model, tracker output) of the wrong kind, truncated,
+    with unexpected shapes, or one that would need code to run to be read."""

@@ -1,0 +1,122 @@
+"""Render throughput against the machine's own FLOP rate, measured in one run.
+
+    python benchmarks/bench_render.py [--device cpu|cuda] [--batches 1 8 32] [--quick]
+
+For each generator config and batch size it prints frames/s of ``Avatar.render``
+(mappers + synthesis + colour conversion), the synthesis FLOPs per frame, and
+the ratio of the achieved FLOP rate to the FLOP rate this machine reaches on a
+plain fp32 matmul and on a plain 3x3 convolution, both measured in this run.
+``floor`` is the time one frame would take at the measured convolution rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pvp_runtime.avatar import Avatar  # noqa: E402
+from pvp_runtime.example_clips import head_turn_clip  # noqa: E402
+from pvp_runtime.model.stylegan2 import GeneratorConfig, synthesis_macs, tiny_config  # noqa: E402
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _best_time(fn, device, repeats=5, min_seconds=0.5):
+    fn()
+    _sync(device)
+    best = float("inf")
+    start_all = time.perf_counter()
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+        if i >= 1 and time.perf_counter() - start_all > min_seconds * repeats:
+            break
+    return best
+
+
+@torch.inference_mode()
+def measured_matmul_flops(device, n=2048):
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    seconds = _best_time(lambda: a @ b, device)
+    return 2 * n ** 3 / seconds
+
+
+@torch.inference_mode()
+def measured_conv_flops(device, channels=256, size=32, batch=8):
+    x = torch.randn(batch, channels, size, size, device=device)
+    w = torch.randn(channels, channels, 3, 3, device=device)
+    seconds = _best_time(lambda: F.conv2d(x, w, padding=1), device)
+    return 2 * batch * size * size * channels * channels * 9 / seconds
+
+
+def bench_config(name, config, batches, device, frames_per_batch_size):
+    avatar = Avatar.random(config, num_pivots=16, num_expressions=50, device=device)
+    flops = 2 * synthesis_macs(config)
+    rows = []
+    for batch in batches:
+        count = frames_per_batch_size(batch)
+        clip = head_turn_clip(avatar.layout, count)
+        avatar.render(clip[:batch], batch_size=batch, outputs=("linear",))  # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        avatar.render(clip, batch_size=batch, outputs=("linear",))
+        _sync(device)
+        seconds = time.perf_counter() - start
+        rows.append((name, config.resolution, batch, count, count / seconds, flops))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--quick", action="store_true", help="skip config-f 256 (a smoke run)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"cpus {os.cpu_count()}")
+    matmul = measured_matmul_flops(device)
+    conv = measured_conv_flops(device)
+    print(f"measured fp32 matmul {matmul / 1e9:8.1f} GFLOP/s")
+    print(f"measured fp32 conv3x3 {conv / 1e9:7.1f} GFLOP/s")
+
+    configs = [("small-cpu", tiny_config(128, 64))]
+    if not args.quick:
+        configs.append(("config-f", GeneratorConfig(resolution=256)))
+    slow = device.type == "cpu"
+    rows = []
+    for name, config in configs:
+        heavy = config.channel_max >= 512 and slow
+        rows += bench_config(name, config, args.batches, device,
+                             (lambda b: b) if heavy else (lambda b: max(b, 32)))
+    print()
+    print(f"{'config':<10} {'res':>4} {'batch':>5} {'frames':>6} {'frames/s':>9} {'GFLOP/frame':>11} "
+          f"{'floor ms':>9} {'actual ms':>9} {'floor/actual':>12} {'vs matmul':>9}")
+    for name, res, batch, count, fps, flops in rows:
+        floor_s = flops / conv
+        actual_s = 1 / fps
+        print(f"{name:<10} {res:>4} {batch:>5} {count:>6} {fps:>9.2f} {flops / 1e9:>11.2f} "
+              f"{floor_s * 1e3:>9.1f} {actual_s * 1e3:>9.1f} {floor_s / actual_s:>12.2f} "
+              f"{flops * fps / matmul:>9.2f}")
+    print("\nfloor/actual = achieved synthesis FLOP rate / measured conv FLOP rate (1.0 = at the floor).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

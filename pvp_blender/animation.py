@@ -1,0 +1,105 @@
+"""Writing channel clips into the rig as keyframes, in bulk (``keyframe_points.foreach_set``).
+
+Works with Blender 4.4+ slotted actions (``action.slots`` + channelbags; 5.0 has
+no ``action.fcurves``) and with the older flat actions of 4.2/4.3.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..pvp_runtime.contract.channels import ChannelLayout
+from .rig import expression_names
+from .rig_math import RIG_BONES, bone_basis_rotations, rotation_values
+
+LINEAR = 1  # Keyframe.interpolation enum value of 'LINEAR'
+ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
+
+
+def fcurve_collection(obj, create: bool = True):
+    """The F-curve collection of the object's action (for its slot), created if asked."""
+    animation = obj.animation_data or (obj.animation_data_create() if create else None)
+    if animation is None:
+        return None
+    action = animation.action
+    if action is None:
+        if not create:
+            return None
+        action = bpy.data.actions.new(f"{obj.name}Action")
+        animation.action = action
+    if not hasattr(action, "slots"):  # Blender < 4.4: flat actions
+        return action.fcurves
+    from bpy_extras import anim_utils
+    slot = animation.action_slot
+    if slot is None:
+        if not create:
+            return None
+        slot = action.slots.new(id_type="OBJECT", name=obj.name)
+        animation.action_slot = slot
+    if create:
+        return anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves
+    bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    return bag.fcurves if bag else None
+
+
+def write_keys(fcurves, data_path: str, index: int, times: np.ndarray, values: np.ndarray, group: str) -> None:
+    """Replace one F-curve with linear keys at ``times`` (frames) holding ``values``."""
+    existing = fcurves.find(data_path, index=index)
+    if existing is not None:
+        fcurves.remove(existing)
+    fcurve = fcurves.new(data_path, index=index, group_name=group) if _accepts_group(fcurves) else \
+        fcurves.new(data_path, index=index, action_group=group)
+    points = fcurve.keyframe_points
+    points.add(len(times))
+    points.foreach_set("co", np.column_stack([times, values]).astype(np.float32).ravel())
+    points.foreach_set("interpolation", np.full(len(times), LINEAR, dtype=np.int32))
+    fcurve.update()
+
+
+def _accepts_group(fcurves) -> bool:
+    return "group_name" in {p.identifier for p in fcurves.bl_rna.functions["new"].parameters}
+
+
+def rename_fcurves(obj, renames: dict[str, str]) -> None:
+    """Point F-curves and drivers at renamed properties (``'["expr_00"]'`` -> ``'["expr_000"]'``)."""
+    collections = [fcurve_collection(obj, create=False)]
+    if obj.animation_data is not None:
+        collections.append(obj.animation_data.drivers)
+    for fcurves in collections:
+        for fcurve in fcurves or ():
+            if fcurve.data_path in renames:
+                fcurve.data_path = renames[fcurve.data_path]
+
+
+def key_clip(rig, frames: np.ndarray, layout: ChannelLayout, times: np.ndarray, key_all: bool = False) -> int:
+    """Keyframe a clip (``[F, layout.size]``) on the rig at ``times``.  Returns the F-curves written.
+
+    Channel groups that stay at their default for the whole clip are left alone unless
+    ``key_all``, so a clip without eye or neck data does not erase that animation.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    defaults = layout.defaults(1)[0]
+    moving = lambda part: key_all or bool(np.any(frames[:, part] != defaults[part]))
+    fcurves = fcurve_collection(rig)
+    written = 0
+    rest = {b.name: np.array(b.matrix_local) for b in rig.data.bones}
+    parents = {b.name: (b.parent.name if b.parent else None) for b in rig.data.bones}
+    basis = bone_basis_rotations(frames, layout, rest, parents)
+    for bone in RIG_BONES:
+        if bone.name not in rig.pose.bones or not moving(layout.slice(bone.group)):
+            continue
+        pose_bone = rig.pose.bones[bone.name]
+        mode = pose_bone.rotation_mode
+        values = rotation_values(basis[bone.name], mode)
+        path = f'pose.bones["{bone.name}"].{ROTATION_PATHS.get(mode, "rotation_euler")}'
+        for index in range(values.shape[1]):
+            write_keys(fcurves, path, index, times, values[:, index], bone.name)
+            written += 1
+    expression = layout.slice("expression")
+    for i, name in enumerate(expression_names(rig.pvp_rig.num_expressions)[:layout.num_expressions]):
+        column = expression.start + i
+        if key_all or np.any(frames[:, column] != defaults[column]):
+            write_keys(fcurves, f'["{name}"]', 0, times, frames[:, column], "Expressions")
+            written += 1
+    return written

@@ -1,0 +1,121 @@
+"""Compositor access for Blender 4.2-4.5 and 5.0, and the "avatar over another engine" setup.
+
+4.x: ``scene.use_nodes`` + ``scene.node_tree`` with a Composite node.
+5.0: ``scene.compositing_node_group`` (a CompositorNodeTree) whose Group
+Output is the result; there is no Composite node.
+
+Overlay setup: the avatar cannot be rendered by Cycles, so the shot scene
+keeps its engine and a second scene renders the avatar with "PVP Avatar".
+The shot's compositor puts that scene's Render Layers over its own with Alpha
+Over, so one F12 / ``blender -b -a`` renders both in sync.  The overlay scene
+links the rig and the shot's camera (a scene without a camera renders
+nothing) and follows the shot's resolution and frame range through drivers.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.app.handlers import persistent
+
+from .engine import ENGINE_ID
+
+SYNCED_SETTINGS = ("render.resolution_x", "render.resolution_y", "render.resolution_percentage",
+                   "frame_start", "frame_end", "frame_step", "render.fps", "render.fps_base")
+
+
+def _group_output_compositor() -> bool:
+    return "compositing_node_group" in bpy.types.Scene.bl_rna.properties  # Blender 5.0+
+
+
+def compositor_tree(scene, create: bool = True):
+    """The scene's compositor node tree (created, with an image output, if asked)."""
+    if _group_output_compositor():
+        tree = scene.compositing_node_group
+        if tree is None and create:
+            tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
+            tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+            scene.compositing_node_group = tree
+        return tree
+    if create:
+        scene.use_nodes = True
+    return scene.node_tree
+
+
+def output_socket(tree):
+    """The input socket whose image becomes the render result."""
+    for node in tree.nodes:
+        if node.bl_idname == "NodeGroupOutput" and node.inputs and node.inputs[0].name == "Image":
+            return node.inputs[0]
+        if node.bl_idname == "CompositorNodeComposite":
+            return node.inputs["Image"]
+    node = tree.nodes.new("NodeGroupOutput" if _group_output_compositor() else "CompositorNodeComposite")
+    node.location = (600, 0)
+    return node.inputs[0]
+
+
+def render_layers_node(tree, scene, name: str):
+    node = tree.nodes.get(name) or tree.nodes.new("CompositorNodeRLayers")
+    node.name = node.label = name
+    node.scene = scene
+    return node
+
+
+def _alpha_over_inputs(node):
+    # 5.0 names them Background / Foreground; 4.x has (Fac, Image, Image).
+    if "Background" in node.inputs:
+        return node.inputs["Background"], node.inputs["Foreground"]
+    return node.inputs[1], node.inputs[2]
+
+
+def copy_render_settings(source, target) -> None:
+    for path in SYNCED_SETTINGS:
+        owner_path, _, prop = path.rpartition(".")
+        owner = target.path_resolve(owner_path) if owner_path else target
+        setattr(owner, prop, source.path_resolve(path))
+
+
+@persistent
+def sync_overlay_scenes(scene, _depsgraph=None) -> None:
+    """render_init handler: overlay scenes follow the shot being rendered."""
+    for other in bpy.data.scenes:
+        if other.pvp.overlay_of == scene:
+            copy_render_settings(scene, other)
+
+
+def setup_overlay(scene, rig):
+    """Create (or refresh) the avatar overlay scene for ``scene`` and wire the compositor."""
+    if scene.camera is None:
+        raise ValueError(f"scene '{scene.name}' has no camera: the overlay scene needs one to render")
+    name = f"{scene.name} PVP Overlay"
+    overlay = bpy.data.scenes.get(name) or bpy.data.scenes.new(name)
+    overlay.render.engine = ENGINE_ID
+    overlay.render.film_transparent = True
+    for obj in (rig, scene.camera):
+        if obj.name not in overlay.collection.objects:
+            overlay.collection.objects.link(obj)
+    overlay.camera = scene.camera
+    overlay.pvp.rig = rig
+    overlay.pvp.overlay_of = scene
+    copy_render_settings(scene, overlay)
+
+    tree = compositor_tree(scene)
+    shot = render_layers_node(tree, scene, "Shot")
+    avatar = render_layers_node(tree, overlay, "PVP Avatar")
+    shot.location, avatar.location = (0, 200), (0, -200)
+    over = tree.nodes.get("PVP Alpha Over") or tree.nodes.new("CompositorNodeAlphaOver")
+    over.name = over.label = "PVP Alpha Over"
+    over.location = (300, 0)
+    background, foreground = _alpha_over_inputs(over)
+    tree.links.new(shot.outputs["Image"], background)
+    tree.links.new(avatar.outputs["Image"], foreground)
+    tree.links.new(over.outputs["Image"], output_socket(tree))
+    return overlay
+
+
+def register():
+    bpy.app.handlers.render_init.append(sync_overlay_scenes)
+
+
+def unregister():
+    if sync_overlay_scenes in bpy.app.handlers.render_init:
+        bpy.app.handlers.render_init.remove(sync_overlay_scenes)

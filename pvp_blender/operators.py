@@ -1,0 +1,281 @@
+"""Operators: add the rig, reset channels, sync to a subject, preview, import a clip, overlay setup,
+find an interpreter, free the runtime.  Each is thin; the work is in the modules it calls."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from bpy_extras.io_utils import ImportHelper
+
+from ..pvp_runtime.contract.channel_files import SUPPORTED_SUFFIXES, read_channel_file
+from ..pvp_runtime.contract.channels import DEFAULT_NUM_EXPRESSIONS, ChannelLayout, ChannelStats, normalize_reenactment
+from ..pvp_runtime.contract.errors import PVPError
+from . import animation, compositing, interpreters, viewport
+from . import rig as rig_module
+from .preferences import EXTENSION_DIR, preferences, runtime_options
+from .runtime_session import SESSION
+
+
+def active_rig(context):
+    obj = context.object
+    if obj is not None and obj.type == "ARMATURE" and obj.pvp_rig.is_rig:
+        return obj
+    return rig_module.scene_rig(context.scene)
+
+
+def _has_rig(context) -> bool:
+    try:
+        active_rig(context)
+        return True
+    except PVPError:
+        return False
+
+
+class PVP_OT_add_head_rig(bpy.types.Operator):
+    """Add a FLAME head rig whose keyframed head, neck, jaw, eye and expression channels drive the avatar"""
+    bl_idname = "pvp.add_head_rig"
+    bl_label = "Add PVP Head Rig"
+    bl_options = {"REGISTER", "UNDO"}
+
+    num_expressions: bpy.props.IntProperty(name="Expressions", default=DEFAULT_NUM_EXPRESSIONS, min=1, max=400,
+                                           description="Expression channels (a subject sets its own count)")
+    subject_path: bpy.props.StringProperty(name="Subject", subtype="FILE_PATH",
+                                           description="Subject bundle (.pvp); can be set later")
+
+    def execute(self, context):
+        rig = rig_module.add_head_rig(context, num_expressions=self.num_expressions)
+        if self.subject_path:
+            rig.pvp_rig.subject_path = self.subject_path
+            problem = rig_module.sync_subject(rig)
+            if problem:
+                self.report({"WARNING"}, problem)
+        return {"FINISHED"}
+
+
+class PVP_OT_reset_channels(bpy.types.Operator):
+    """Put a group of channels back to rest (undoable)"""
+    bl_idname = "pvp.reset_channels"
+    bl_label = "Reset Channels"
+    bl_options = {"REGISTER", "UNDO"}
+
+    group: bpy.props.EnumProperty(items=[(g, g.title(), "") for g in rig_module.GROUPS + ("all",)], default="all")
+
+    @classmethod
+    def poll(cls, context):
+        return _has_rig(context)
+
+    def execute(self, context):
+        rig_module.reset_channels(active_rig(context), self.group)
+        return {"FINISHED"}
+
+
+class PVP_OT_sync_subject(bpy.types.Operator):
+    """Read the subject bundle's manifest again and match the rig's expression channels to it"""
+    bl_idname = "pvp.sync_subject"
+    bl_label = "Sync to Subject"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _has_rig(context)
+
+    def execute(self, context):
+        problem = rig_module.sync_subject(active_rig(context))
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class PVP_OT_preview_frame(bpy.types.Operator):
+    """Render the current frame of the avatar into the "PVP Preview" image (shown in Image Editors)"""
+    bl_idname = "pvp.preview_frame"
+    bl_label = "Preview Frame"
+
+    _future = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        return _has_rig(context)
+
+    def _request(self, context):
+        depsgraph = context.evaluated_depsgraph_get()
+        subject, channels = viewport.current_frame_request(context.scene, depsgraph)
+        return runtime_options(), subject, context.scene.frame_current, channels
+
+    def execute(self, context):  # synchronous: background mode, scripts
+        try:
+            viewport.write_image(viewport.render_native(*self._request(context)))
+        except PVPError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+    def invoke(self, context, event):  # interactive: render on a worker thread, keep the UI alive
+        try:
+            request = self._request(context)
+        except PVPError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self._future = SESSION.submit(viewport.render_native, *request)
+        self._timer = context.window_manager.event_timer_add(viewport.POLL_SECONDS, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        context.workspace.status_text_set("PVP Avatar: rendering preview (Esc: stop waiting)")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC":
+            return self._finish(context, {"CANCELLED"})
+        if event.type != "TIMER" or not self._future.done():
+            return {"PASS_THROUGH"}
+        try:
+            viewport.write_image(self._future.result())
+        except PVPError as exc:
+            self.report({"ERROR"}, str(exc))
+            return self._finish(context, {"CANCELLED"})
+        return self._finish(context, {"FINISHED"})
+
+    def _finish(self, context, result):
+        context.window_manager.event_timer_remove(self._timer)
+        context.workspace.status_text_set(None)
+        return result
+
+
+class PVP_OT_free_runtime(bpy.types.Operator):
+    """Unload the subject from the runtime and release its (GPU) memory; the next render loads it again"""
+    bl_idname = "pvp.free_runtime"
+    bl_label = "Free Runtime"
+
+    def execute(self, context):
+        try:
+            running = SESSION.free()
+        except PVPError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, "PVP runtime memory released" if running else "PVP runtime is not running")
+        return {"FINISHED"}
+
+
+class PVP_OT_stop_runtime(bpy.types.Operator):
+    """End the runtime process (a new one starts with the next render)"""
+    bl_idname = "pvp.stop_runtime"
+    bl_label = "Stop Runtime"
+
+    def execute(self, context):
+        SESSION.shutdown()
+        return {"FINISHED"}
+
+
+class PVP_OT_detect_interpreter(bpy.types.Operator):
+    """Look for Python interpreters that can run the PVP runtime ($PVP_PYTHON, a .venv near the extension,
+    python3 on PATH) and pick the first that works"""
+    bl_idname = "pvp.detect_interpreter"
+    bl_label = "Detect Runtime Python"
+
+    def execute(self, context):
+        prefs = preferences()
+        source = interpreters.source_folder(bpy.path.abspath(prefs.source_dir) if prefs else "")
+        results = interpreters.detect_interpreters(EXTENSION_DIR, source)
+        lines = [f"{'ok' if r.ok else 'no'}: {r.interpreter} ({origin}): {r.summary}" for origin, r in results]
+        usable = [r for _, r in results if r.ok]
+        if prefs is not None:
+            prefs.detected = "\n".join(lines) or "no Python interpreter found"
+            if usable and not prefs.interpreter:
+                prefs.interpreter = usable[0].interpreter
+        if not usable:
+            self.report({"WARNING"}, "no interpreter with torch and pvp_runtime found; set one by hand")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"runtime Python: {usable[0].interpreter} ({usable[0].summary})")
+        return {"FINISHED"}
+
+
+class PVP_OT_import_channels(bpy.types.Operator, ImportHelper):
+    """Keyframe a per-frame channel clip (.npz, .json or .csv in the runtime's layout) onto the rig"""
+    bl_idname = "pvp.import_channels"
+    bl_label = "Import Channel Clip"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: bpy.props.StringProperty(default=";".join(f"*{s}" for s in SUPPORTED_SUFFIXES),
+                                          options={"HIDDEN"})
+    start_frame: bpy.props.IntProperty(name="Start frame", default=1, description="Frame of the clip's first sample")
+    match_fps: bpy.props.BoolProperty(name="Match scene frame rate", default=True,
+                                      description="Space keys by the clip's fps (when it has one) at the scene's fps")
+    reenact: bpy.props.BoolProperty(name="Retarget to subject", default=False,
+                                    description="Reenactment normalisation: rescale jaw and expression from the "
+                                                "clip's own range to the subject's (needs the rig's subject)")
+    key_all: bpy.props.BoolProperty(name="Key resting groups", default=False,
+                                    description="Also key channel groups that stay at rest for the whole clip "
+                                                "(otherwise their existing animation is kept)")
+
+    @classmethod
+    def poll(cls, context):
+        return _has_rig(context)
+
+    def execute(self, context):
+        try:
+            count, frames = import_clip(context.scene, active_rig(context), self.filepath, self.start_frame,
+                                        self.match_fps, self.reenact, self.key_all)
+        except PVPError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"keyed {count} channels over {frames} frames")
+        return {"FINISHED"}
+
+
+def import_clip(scene, rig, path: str, start_frame: int, match_fps: bool = True, reenact: bool = False,
+                key_all: bool = False) -> tuple[int, int]:
+    path = bpy.path.abspath(path)
+    if rig.pvp_rig.subject_path:
+        subject = SESSION.subject(rig_module.subject_file(rig))
+        if subject.layout.num_expressions != rig.pvp_rig.num_expressions:
+            rig_module.ensure_expression_properties(rig, subject.layout.num_expressions)
+        layout, stats = subject.layout, subject.channel_stats
+    elif reenact:
+        raise PVPError(f"rig '{rig.name}' has no subject: retargeting needs the subject's statistics")
+    else:
+        layout, stats = ChannelLayout(rig.pvp_rig.num_expressions), None
+    clip = read_channel_file(path, layout)
+    frames = clip.frames
+    if reenact:
+        frames = normalize_reenactment(frames, layout, stats, ChannelStats.of(frames))
+    scene_fps = scene.render.fps / scene.render.fps_base
+    spacing = scene_fps / clip.fps if match_fps and clip.fps else 1.0
+    times = start_frame + np.arange(len(frames)) * spacing
+    return animation.key_clip(rig, frames, layout, times, key_all), len(frames)
+
+
+class PVP_OT_setup_overlay(bpy.types.Operator):
+    """Composite the avatar over this scene's own render (Cycles, EEVEE...) in one pass: a second scene renders
+    the avatar and the compositor lays it over with Alpha Over"""
+    bl_idname = "pvp.setup_overlay"
+    bl_label = "Composite Avatar Over Scene"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _has_rig(context)
+
+    def execute(self, context):
+        try:
+            overlay = compositing.setup_overlay(context.scene, active_rig(context))
+        except (PVPError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"avatar renders in scene '{overlay.name}', composited over '{context.scene.name}'")
+        return {"FINISHED"}
+
+
+CLASSES = (PVP_OT_add_head_rig, PVP_OT_reset_channels, PVP_OT_sync_subject, PVP_OT_preview_frame,
+           PVP_OT_free_runtime, PVP_OT_stop_runtime, PVP_OT_detect_interpreter, PVP_OT_import_channels,
+           PVP_OT_setup_overlay)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

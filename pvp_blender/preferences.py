@@ -1,0 +1,93 @@
+"""Add-on preferences: which Python runs the runtime, on which device, with which timeouts."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import ADDON_PACKAGE, interpreters
+from ..pvp_runtime.contract.client import LaunchSettings
+from .runtime_session import SESSION, RuntimeOptions
+
+EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_autodetected: dict[str, str] = {}  # source folder -> interpreter found this session
+
+
+class PVPAvatarPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    interpreter: bpy.props.StringProperty(
+        name="Runtime Python", subtype="FILE_PATH",
+        description="Python interpreter with torch and pvp_runtime installed. Empty: $PVP_PYTHON, then a "
+                    ".venv next to the extension, then python3 on PATH (press Detect to see what is found)")
+    source_dir: bpy.props.StringProperty(
+        name="Runtime source folder", subtype="DIR_PATH",
+        description="Optional: a PVP Avatar checkout to put on the runtime's PYTHONPATH, for an interpreter "
+                    "that has torch but not pvp_runtime installed (falls back to $PVP_RUNTIME_SOURCE)")
+    device: bpy.props.EnumProperty(
+        name="Device", default="auto",
+        items=[("auto", "Automatic", "CUDA when the runtime's torch sees a GPU, else CPU"),
+               ("cuda", "CUDA", "The first CUDA GPU"), ("cpu", "CPU", "CPU only")])
+    half: bpy.props.BoolProperty(name="Half precision", default=False,
+                                 description="float16 synthesis on CUDA (faster, not bit-identical to float32)")
+    batch_size: bpy.props.IntProperty(name="Prefetch frames", default=8, min=1, max=64,
+                                      description="Frames of an animation render rendered together in one request")
+    startup_timeout: bpy.props.FloatProperty(name="Start timeout", default=120.0, min=5.0, max=3600.0,
+                                             subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+                                             description="Seconds the runtime may take to start (importing torch)")
+    frame_timeout: bpy.props.FloatProperty(name="Frame timeout", default=60.0, min=1.0, max=3600.0,
+                                           subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+                                           description="Seconds per frame before a render counts as hung")
+    detected: bpy.props.StringProperty(name="Detected", options={"SKIP_SAVE"})
+
+    def draw(self, context):
+        layout = self.layout
+        col = layout.column()
+        row = col.row(align=True)
+        row.prop(self, "interpreter")
+        row.operator("pvp.detect_interpreter", text="Detect", icon="VIEWZOOM")
+        col.prop(self, "source_dir")
+        for line in (self.detected or "").splitlines():
+            col.label(text=line, icon="CHECKMARK" if line.startswith("ok") else "ERROR")
+        col.separator()
+        row = col.row()
+        row.prop(self, "device")
+        row.prop(self, "half")
+        row = col.row()
+        row.prop(self, "batch_size")
+        row.prop(self, "startup_timeout")
+        row.prop(self, "frame_timeout")
+        col.separator()
+        row = col.row()
+        row.label(text=f"Runtime: {SESSION.status()}", icon="SYSTEM")
+        row.operator("pvp.free_runtime", icon="TRASH")
+
+
+def preferences() -> PVPAvatarPreferences | None:
+    addon = bpy.context.preferences.addons.get(ADDON_PACKAGE)
+    return addon.preferences if addon else None
+
+
+def runtime_options() -> RuntimeOptions:
+    """What the preferences (or, without them, the environment) say about starting the runtime."""
+    prefs = preferences()
+    source = interpreters.source_folder(bpy.path.abspath(prefs.source_dir) if prefs else "")
+    interpreter = bpy.path.abspath(prefs.interpreter) if prefs and prefs.interpreter else ""
+    if not interpreter:
+        if source not in _autodetected:
+            _autodetected[source] = interpreters.choose_interpreter("", EXTENSION_DIR, source)
+        interpreter = _autodetected[source]
+    launch = LaunchSettings(interpreter, source_dir=source,
+                            startup_timeout=prefs.startup_timeout if prefs else 120.0,
+                            frame_timeout=prefs.frame_timeout if prefs else 60.0)
+    return RuntimeOptions(launch, device=prefs.device if prefs else "auto", half=bool(prefs and prefs.half),
+                          batch_size=prefs.batch_size if prefs else 8)
+
+
+def register():
+    bpy.utils.register_class(PVPAvatarPreferences)
+
+
+def unregister():
+    bpy.utils.unregister_class(PVPAvatarPreferences)

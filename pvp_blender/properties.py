@@ -1,0 +1,60 @@
+"""Properties stored in the .blend: which objects are PVP rigs, their subject, the scene's rig.
+
+The animatable channels themselves are not here: rotations live on the rig's
+pose bones and expression coefficients are custom properties on the rig
+object (``rig["expr_00"]``), both ID data, so F-curves, drivers, NLA and
+library overrides work on them (see ``rig.py``).
+"""
+
+from __future__ import annotations
+
+import bpy
+
+
+def _subject_changed(self, context):
+    # Local import: rig imports this module.
+    from . import rig
+    rig.sync_subject(self.id_data)
+
+
+def _is_rig(self, obj) -> bool:
+    return obj.type == "ARMATURE" and obj.pvp_rig.is_rig
+
+
+class PVPRigSettings(bpy.types.PropertyGroup):
+    is_rig: bpy.props.BoolProperty(name="PVP head rig", default=False, options={"HIDDEN"})
+    subject_path: bpy.props.StringProperty(
+        name="Subject", subtype="FILE_PATH", update=_subject_changed,
+        description="Subject bundle (.pvp) this rig drives. Keep it next to the .blend with a // relative path "
+                    "so farm packers and other machines find it")
+    num_expressions: bpy.props.IntProperty(name="Expressions", default=50, min=1, max=400,
+                                           description="Expression channels on this rig (from the subject)")
+    subject_status: bpy.props.StringProperty(name="Subject status", options={"SKIP_SAVE"})
+
+
+class PVPSceneSettings(bpy.types.PropertyGroup):
+    rig: bpy.props.PointerProperty(name="Rig", type=bpy.types.Object, poll=_is_rig,
+                                   description="The PVP head rig this scene renders (empty: the only one in the scene)")
+    overlay_of: bpy.props.PointerProperty(name="Overlay of", type=bpy.types.Scene,
+                                          description="The shot this scene renders the avatar for (its compositor "
+                                                      "lays this scene over its own render)")
+    prefetch: bpy.props.BoolProperty(name="Prefetch frames", default=True,
+                                     description="During an animation render, read the rig for the next frames and "
+                                                 "render them in one batch")
+
+
+CLASSES = (PVPRigSettings, PVPSceneSettings)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Object.pvp_rig = bpy.props.PointerProperty(type=PVPRigSettings)
+    bpy.types.Scene.pvp = bpy.props.PointerProperty(type=PVPSceneSettings)
+
+
+def unregister():
+    del bpy.types.Scene.pvp
+    del bpy.types.Object.pvp_rig
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

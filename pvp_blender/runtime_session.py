@@ -1,0 +1,238 @@
+"""One runtime process for the whole Blender session, and the frames it has rendered ahead.
+
+Blender creates a new render engine instance for every frame, so the
+connection lives here, at module level (:data:`SESSION`).  No bpy: the
+engine, the preview operator and the viewport call into this, and the tests
+drive it directly.
+
+Prefetching: on a frame that is not cached, the engine evaluates the rig for
+the next few frames of the animation and asks for all of them in one request
+(:meth:`RuntimeSession.render`); the following frames then find their image in
+the cache.  A cached image is used only if the frame's channels are bit-equal
+to what was rendered, so a prefetch that read the rig differently from the
+real frame costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..pvp_runtime.contract.client import LaunchSettings, RuntimeClient
+from ..pvp_runtime.contract.errors import PVPError, RuntimeProcessError
+from ..pvp_runtime.contract.subject_manifest import SubjectSummary
+
+# A prefetch batch never holds more than this many bytes of float pixels (4K frames are 133 MB each).
+PREFETCH_BUDGET_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    launch: LaunchSettings
+    device: str = "auto"
+    half: bool = False
+    batch_size: int = 8
+
+
+@dataclass
+class SessionStats:
+    processes_started: int = 0
+    loads: int = 0
+    requests: int = 0
+    frames_rendered: int = 0
+    cache_hits: int = 0
+
+
+def prefetch_frames(current: int, end: int, step: int, batch_size: int, frame_bytes: int,
+                    budget_bytes: int = PREFETCH_BUDGET_BYTES) -> list[int]:
+    """The frames to render together when ``current`` is not cached: ``current`` and the next
+    frames of the animation, up to the batch size and the memory budget."""
+    count = max(1, min(int(batch_size), budget_bytes // max(1, frame_bytes)))
+    if step < 1 or end <= current:
+        return [current]
+    return list(range(current, end + 1, step))[:count]
+
+
+def subject_key(path: str) -> tuple:
+    """Identifies a bundle's content well enough to know when to reload it."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (path,)
+    return (path, stat.st_mtime_ns, stat.st_size)
+
+
+@dataclass
+class _Cached:
+    key: tuple
+    channels: bytes
+    image: np.ndarray
+
+
+class RuntimeSession:
+    def __init__(self, client_factory=RuntimeClient):
+        self._client_factory = client_factory
+        self._client: RuntimeClient | None = None
+        self._launch: LaunchSettings | None = None
+        self._loaded: tuple | None = None
+        self._cache: dict[int, _Cached] = {}
+        self._lock = threading.RLock()
+        self._summaries: dict[tuple, SubjectSummary] = {}
+        self.stats = SessionStats()
+        self.last_error = ""
+
+    # -- state shown in the UI
+
+    @property
+    def pid(self) -> int | None:
+        client = self._client
+        return client.pid if client is not None and client.alive else None
+
+    def status(self) -> str:
+        client = self._client
+        if client is None or not client.alive:
+            return f"not running{' (last error: ' + self.last_error + ')' if self.last_error else ''}"
+        info = client.info
+        device = f"CUDA {info['cuda']}" if info.get("cuda") else "CPU"
+        loaded = f", subject {os.path.basename(self._loaded[0][0])}" if self._loaded else ", no subject loaded"
+        return f"running (pid {client.pid}, torch {info.get('torch')}, {device}{loaded})"
+
+    # -- subjects
+
+    def subject(self, path: str) -> SubjectSummary:
+        """The bundle's manifest summary (read with zipfile + json, cached while the file is unchanged)."""
+        key = subject_key(path)
+        summary = self._summaries.get(key)
+        if summary is None:
+            summary = SubjectSummary.read(path)
+            self._summaries = {key: summary}
+        return summary
+
+    # -- the process
+
+    def _client_for(self, options: RuntimeOptions) -> RuntimeClient:
+        client = self._client
+        if client is not None and client.alive and self._launch == options.launch:
+            return client
+        self._stop_client()
+        try:
+            self._client = self._client_factory(options.launch)
+        except PVPError as exc:
+            self.last_error = str(exc)
+            raise
+        self._launch = options.launch
+        self.stats.processes_started += 1
+        self.last_error = ""
+        return self._client
+
+    def _stop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._loaded = None
+        self._cache.clear()
+
+    def _ensure_loaded(self, client: RuntimeClient, options: RuntimeOptions, subject: SubjectSummary) -> None:
+        key = (subject_key(subject.path), options.device, options.half)
+        if self._loaded == key:
+            return
+        self._loaded = None
+        self._cache.clear()
+        info = client.load(subject.path, device=options.device, half=options.half)
+        if tuple(info.get("channels", ())) != subject.layout.names:
+            raise RuntimeProcessError(f"the runtime reads {subject.path} with a different channel layout than the "
+                                      "add-on: update the add-on and the runtime together")
+        self._loaded = key
+        self.stats.loads += 1
+
+    # -- rendering
+
+    def lookup(self, subject: SubjectSummary, width: int, height: int, frame: int,
+               channels: np.ndarray) -> np.ndarray | None:
+        with self._lock:
+            cached = self._cache.get(frame)
+            if cached is None or cached.key != (subject_key(subject.path), width, height):
+                return None
+            if cached.channels != np.asarray(channels, dtype=np.float32).tobytes():
+                return None
+            self.stats.cache_hits += 1
+            return cached.image
+
+    def render(self, options: RuntimeOptions, subject: SubjectSummary, frames: list[int], channels: np.ndarray,
+               width: int, height: int) -> np.ndarray:
+        """Render ``channels`` ([F, C], one row per entry of ``frames``) on a ``width`` x ``height`` canvas.
+
+        Returns ``[F, height, width, 4]`` float32 linear premultiplied, top row first, and
+        keeps them as the cache (replacing the previous batch: memory stays bounded).
+        """
+        channels = np.ascontiguousarray(channels, dtype=np.float32)
+        with self._lock:
+            client = self._client_for(options)
+            try:
+                self._ensure_loaded(client, options, subject)
+                images = client.render(channels, width, height)
+            except RuntimeProcessError as exc:
+                self.last_error = str(exc)
+                if not client.alive:
+                    self._stop_client()
+                raise
+            self.stats.requests += 1
+            self.stats.frames_rendered += len(frames)
+            key = (subject_key(subject.path), width, height)
+            self._cache = {frame: _Cached(key, row.tobytes(), image)
+                           for frame, row, image in zip(frames, channels, images)}
+            return images
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        """Run ``fn`` on a worker thread so the UI stays responsive; returns a Future.
+
+        A daemon thread, not a ThreadPoolExecutor: Python joins executor threads at exit,
+        and a job waiting on a slow runtime must never keep Blender from quitting.
+        """
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run():
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to whoever reads the future
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="pvp-runtime-job", daemon=True).start()
+        return future
+
+    def free(self) -> bool:
+        """Drop the subject and release the runtime's (GPU) memory; the process stays for the next render.
+        Returns whether a runtime was running."""
+        with self._lock:
+            self._cache.clear()
+            client = self._client
+            if client is None or not client.alive:
+                return False
+            self._loaded = None
+            client.free()
+            return True
+
+    def shutdown(self) -> None:
+        """End the runtime process (Blender exits, the add-on is disabled).
+
+        Takes no lock: a preview job may hold it while it waits on the runtime, and
+        quitting must not wait for that.  The waiting job then fails cleanly.
+        """
+        client, self._client = self._client, None
+        self._loaded = None
+        self._cache = {}
+        if client is not None:
+            client.close()
+
+
+SESSION = RuntimeSession()
+# Python's atexit runs when Blender finalizes, also after `blender -b ... -a`.  Even without it
+# (a crash), the runtime exits on EOF on its stdin; this just makes the exit immediate.
+atexit.register(SESSION.shutdown)

@@ -1,0 +1,138 @@
+"""Showing the avatar outside a final render: the Image Editor preview and the 3D viewport.
+
+Both render on a worker thread (:meth:`RuntimeSession.submit`) so the UI never
+waits for the runtime; a timer picks the result up on the main thread.  In
+background mode (no event loop, timers never fire) the preview renders
+synchronously instead.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..pvp_runtime.contract.errors import PVPError
+from . import rig as rig_module
+from .runtime_session import SESSION
+
+PREVIEW_IMAGE = "PVP Preview"
+POLL_SECONDS = 0.05
+
+
+def current_frame_request(scene, depsgraph):
+    """(subject, channels) of the scene's rig at its current frame, from an evaluated depsgraph."""
+    rig = rig_module.scene_rig(scene)
+    subject = SESSION.subject(rig_module.subject_file(rig))
+    channels = rig_module.read_channels(rig.evaluated_get(depsgraph), subject.layout, scene.frame_current)
+    return subject, channels
+
+
+def render_native(options, subject, frame: int, channels: np.ndarray) -> np.ndarray:
+    """One frame at the subject's own resolution, ``[S, S, 4]`` linear premultiplied, top row first."""
+    size = subject.resolution
+    return SESSION.render(options, subject, [frame], channels[None], size, size)[0]
+
+
+def write_image(pixels: np.ndarray, name: str = PREVIEW_IMAGE):
+    """Put top-row-first linear premultiplied RGBA into a float Image datablock and show it in
+    every Image Editor."""
+    height, width = pixels.shape[:2]
+    image = bpy.data.images.get(name)
+    if image is None or tuple(image.size) != (width, height) or not image.is_float:
+        if image is not None:
+            bpy.data.images.remove(image)
+        image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
+    image.alpha_mode = "PREMUL"
+    image.pixels.foreach_set(np.ascontiguousarray(pixels[::-1], dtype=np.float32).ravel())
+    image.update()
+    for window in getattr(bpy.context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+                area.tag_redraw()
+    return image
+
+
+def fit_in_region(size: int, region_width: int, region_height: int) -> tuple[int, int, int]:
+    """(x, y, side) of the square avatar drawn as large as fits, centred."""
+    side = max(1, min(region_width, region_height))
+    return (region_width - side) // 2, (region_height - side) // 2, side
+
+
+def make_texture(pixels: np.ndarray):
+    """A GPU texture of top-row-first linear premultiplied RGBA (GPU textures are bottom row first)."""
+    import gpu
+    height, width = pixels.shape[:2]
+    flat = np.ascontiguousarray(pixels[::-1], dtype=np.float32).ravel()
+    buffer = gpu.types.Buffer("FLOAT", flat.size, flat)
+    return gpu.types.GPUTexture((width, height), format="RGBA16F", data=buffer)
+
+
+def draw_texture(texture, x: int, y: int, side: int) -> None:
+    """Draw premultiplied linear colour; the caller binds the display-space shader for colour management."""
+    import gpu
+    from gpu_extras.presets import draw_texture_2d
+    gpu.state.blend_set("ALPHA_PREMULT")
+    draw_texture_2d(texture, (x, y), side, side)
+    gpu.state.blend_set("NONE")
+
+
+class ViewportPreview:
+    """The 3D viewport in "Rendered" shading: re-render when the rig's channels change."""
+
+    def __init__(self):
+        self.requested: tuple | None = None
+        self.pixels: np.ndarray | None = None
+        self.texture = None
+        self.message = ""
+        self._future = None
+
+    def update(self, depsgraph) -> None:
+        scene = depsgraph.scene
+        try:
+            subject, channels = current_frame_request(scene, depsgraph)
+            from .preferences import runtime_options
+            options = runtime_options()
+        except PVPError as exc:
+            self.message = str(exc)
+            return
+        key = (subject.path, channels.tobytes())
+        if key == self.requested:
+            return
+        self.requested = key
+        self._future = SESSION.submit(render_native, options, subject, scene.frame_current, channels)
+        if not bpy.app.timers.is_registered(self._poll):
+            bpy.app.timers.register(self._poll, first_interval=POLL_SECONDS)
+
+    def _poll(self):
+        future = self._future
+        if future is None:
+            return None
+        if not future.done():
+            return POLL_SECONDS
+        self._future = None
+        try:
+            self.pixels = future.result()
+            self.texture = None  # rebuilt on the drawing thread's GPU context
+            self.message = ""
+        except PVPError as exc:
+            self.message = str(exc)
+        for window in bpy.context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "VIEW_3D":
+                    area.tag_redraw()
+        return None
+
+    def draw(self, engine, context, depsgraph) -> None:
+        if self.pixels is None:
+            return
+        if self.texture is None:
+            self.texture = make_texture(self.pixels)
+        region = context.region
+        x, y, side = fit_in_region(self.pixels.shape[0], region.width, region.height)
+        engine.bind_display_space_shader(depsgraph.scene)
+        draw_texture(self.texture, x, y, side)
+        engine.unbind_display_space_shader()
+
+
+PREVIEW = ViewportPreview()

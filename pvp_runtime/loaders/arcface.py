@@ -1,0 +1,83 @@
+"""ArcFace IR-SE50 (``model_ir_se50.pth``) -> an identity encoder for the fitting losses.
+
+The file is the state dict of InsightFace_Pytorch's ``Backbone(50, 0.6, 'ir_se')``
+(112x112 input), the network e4e, PTI and PVP use for their identity loss.
+Depth, widths, squeeze-excitation and input size are read from the tensors.
+
+:class:`IdentityEncoder` wraps it the way those codebases call it: images in
+[-1, 1] straight from the generator, a fixed crop of the aligned face,
+average-pooled to 112x112, then the unit-length 512-d embedding.  The crop is
+given as fractions of the image: e4e/PTI's ``[35:223, 32:220]`` of 256 is the
+default; PVP's ``[13:441, 44:472]`` of 512 is :data:`PVP_CROP`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..contract.errors import AssetError
+from ..model.irse import ArcFaceBackbone
+from .irse_state import infer_irse_config, load_strict, tensor_dict
+from .torch_files import read_torch_file
+
+KIND = "ArcFace IR-SE checkpoint (model_ir_se50.pth)"
+E4E_CROP = (35 / 256, 223 / 256, 32 / 256, 220 / 256)  # top, bottom, left, right
+PVP_CROP = (13 / 512, 441 / 512, 44 / 512, 472 / 512)
+
+
+def arcface_from_state(state: dict, source: str) -> ArcFaceBackbone:
+    config = infer_irse_config(state, source, KIND)
+    linear = state.get("output_layer.3.weight")
+    if not isinstance(linear, torch.Tensor) or linear.ndim != 2:
+        raise AssetError(f"{source}: not an {KIND}: no output layer (output_layer.3.weight); an e4e encoder?")
+    spatial = round((linear.shape[1] / config.depths[-1]) ** 0.5)
+    if spatial * spatial * config.depths[-1] != linear.shape[1]:
+        raise AssetError(f"{source}: output_layer.3.weight has shape {list(linear.shape)}, expected "
+                         f"[embedding, {config.depths[-1]} x S x S]")
+    model = ArcFaceBackbone(config, input_size=spatial * 16, embedding=linear.shape[0])
+    return load_strict(model, state, source, "ArcFace backbone")
+
+
+def load_arcface(path: str | os.PathLike) -> ArcFaceBackbone:
+    path = Path(path)
+    return arcface_from_state(tensor_dict(read_torch_file(path, KIND), str(path), "ArcFace"), str(path))
+
+
+class IdentityEncoder(nn.Module):
+    """Generator-space images [N, 3, H, W] in [-1, 1] -> unit-length identity embeddings [N, 512]."""
+
+    def __init__(self, backbone: ArcFaceBackbone, crop: tuple[float, float, float, float] = E4E_CROP):
+        super().__init__()
+        top, bottom, left, right = crop
+        if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
+            raise ValueError(f"crop must be fractions (top, bottom, left, right) in [0, 1], got {crop}")
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.crop = crop
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # BatchNorm statistics are part of the pretrained network
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images [N, 3, H, W], got {tuple(images.shape)}")
+        height, width = images.shape[-2:]
+        top, bottom, left, right = self.crop
+        face = images[:, :, round(top * height):round(bottom * height), round(left * width):round(right * width)]
+        size = self.backbone.input_size
+        return self.backbone(F.adaptive_avg_pool2d(face, (size, size)))
+
+    @torch.no_grad()
+    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of two image batches' identities (1 = same embedding)."""
+        return (self(a) * self(b)).sum(dim=1)
+
+
+def load_identity_encoder(path: str | os.PathLike, crop=E4E_CROP) -> IdentityEncoder:
+    return IdentityEncoder(load_arcface(path), crop)

@@ -1,0 +1,231 @@
+"""Build small third-party files in their exact real layouts, without the third-party code.
+
+* :func:`nvlabs_pickle` writes what ``stylegan2-ada-pytorch``'s training loop
+  writes: ``pickle.dump({G, D, G_ema, training_set_kwargs, augment_pipe})`` whose
+  networks reduce to ``torch_utils.persistence._reconstruct_persistent_obj(meta)``
+  with ``meta = {type, version, module_src, class_name, state}``, ``state`` being
+  the module's ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``,
+  ``_init_kwargs``...), init kwargs as ``dnnlib.util.EasyDict``.
+* :func:`rosinality_state_dict` lays a generator out as rosinality's ``g_ema``.
+* :func:`py2_pickle` writes a Python 2 protocol-2 pickle (``str`` data, ``copy_reg``).
+
+The globals those pickles name (``torch_utils.persistence``, ``dnnlib.util``,
+``chumpy.ch``) are stand-in modules registered only while pickling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import sys
+import types
+from collections import OrderedDict
+
+import torch
+
+from pvp_runtime.model.stylegan2 import Generator
+from pvp_runtime.model.stylegan2 import lowpass_filter_2d as _lowpass_filter
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny networks run faster on one thread, and far faster on a shared, busy machine
+    (two OpenMP threads spin-wait on each other); restores the setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def stand_in_modules(**modules):
+    """Register modules (``name -> {attr: object}``) so pickle can name their objects, then remove them."""
+    saved = {}
+    try:
+        for dotted, attrs in modules.items():
+            name = dotted.replace("__", ".")
+            parts = name.split(".")
+            for parent in (".".join(parts[:i]) for i in range(1, len(parts))):
+                if parent not in saved:  # importing a.b imports a first
+                    saved[parent] = sys.modules.get(parent)
+                    sys.modules[parent] = types.ModuleType(parent)
+            saved[name] = sys.modules.get(name)
+            module = types.ModuleType(name)
+            for attr, value in attrs.items():
+                value.__module__ = name
+                value.__qualname__ = attr
+                setattr(module, attr, value)
+            sys.modules[name] = module
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+
+
+# --------------------------------------------------------------------------- NVlabs persistence
+
+def _reconstruct_persistent_obj(meta):  # named torch_utils.persistence._reconstruct_persistent_obj in pickles
+    raise AssertionError("the stand-in is never called")
+
+
+class EasyDict(dict):  # named dnnlib.util.EasyDict in pickles
+    pass
+
+
+class Persistent:
+    """Pickles exactly like a ``persistent_class`` instance."""
+
+    def __init__(self, class_name, state, module_src="# the network's module source\n"):
+        self.class_name, self.state, self.module_src = class_name, state, module_src
+
+    def __reduce__(self):
+        meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name,
+                    state=self.state)
+        return (_reconstruct_persistent_obj, (meta,))
+
+
+def module_state(parameters=(), buffers=(), modules=(), init_kwargs=None, **attributes):
+    """A ``torch.nn.Module.__dict__`` as pickled (hooks empty, as after ``copy.deepcopy().eval()``)."""
+    state = {"training": False,
+             "_parameters": OrderedDict((k, torch.nn.Parameter(v, requires_grad=False)) for k, v in parameters),
+             "_buffers": OrderedDict(buffers), "_non_persistent_buffers_set": set(),
+             "_backward_hooks": OrderedDict(), "_forward_hooks": OrderedDict(), "_forward_pre_hooks": OrderedDict(),
+             "_state_dict_hooks": OrderedDict(), "_load_state_dict_pre_hooks": OrderedDict(),
+             "_modules": OrderedDict(modules), "_init_args": (), "_init_kwargs": EasyDict(init_kwargs or {})}
+    state.update(attributes)
+    return state
+
+
+BUFFERS = ("noise_const", "w_avg")
+
+
+def _class_name(path: str) -> str:
+    last = path.rsplit(".", 1)[-1]
+    if path == "":
+        return "Generator"
+    if last in ("mapping", "synthesis"):
+        return {"mapping": "MappingNetwork", "synthesis": "SynthesisNetwork"}[last]
+    if last.startswith("fc") or last == "affine":
+        return "FullyConnectedLayer"
+    if last.startswith("b") and last[1:].isdigit():
+        return "SynthesisBlock"
+    return "ToRGBLayer" if last == "torgb" else "SynthesisLayer"
+
+
+def nvlabs_network(generator: Generator, init_kwargs: dict, module_src: str = "# source\n",
+                   filter_value: torch.Tensor | None = None) -> Persistent:
+    """Our generator's tensors arranged as NVlabs' module tree (with its resample_filter buffers)."""
+    state = generator.state_dict()
+    lowpass = _lowpass_filter() if filter_value is None else filter_value
+
+    def build(path):
+        prefix = f"{path}." if path else ""
+        own = {name[len(prefix):]: t.clone() for name, t in state.items()
+               if name.startswith(prefix) and "." not in name[len(prefix):]}
+        children = sorted({name[len(prefix):].split(".")[0] for name in state
+                           if name.startswith(prefix) and "." in name[len(prefix):]})
+        params = [(k, v) for k, v in own.items() if k not in BUFFERS]
+        buffers = [(k, v) for k, v in own.items() if k in BUFFERS]
+        kind = _class_name(path)
+        if kind in ("SynthesisBlock", "SynthesisLayer"):
+            buffers.append(("resample_filter", lowpass.clone()))
+        modules = [(child, build(prefix + child)) for child in children]
+        return Persistent(kind, module_state(params, buffers, modules,
+                                             init_kwargs if path == "" else {}), module_src)
+
+    return build("")
+
+
+def nvlabs_init_kwargs(generator: Generator, **synthesis_overrides) -> dict:
+    c = generator.config
+    synthesis = EasyDict(channel_base=c.channel_base, channel_max=c.channel_max, num_fp16_res=4,
+                         conv_clamp=c.conv_clamp, **synthesis_overrides)
+    return dict(z_dim=c.z_dim, c_dim=0, w_dim=c.w_dim, img_resolution=c.resolution, img_channels=c.img_channels,
+                mapping_kwargs=EasyDict(num_layers=c.mapping_layers), synthesis_kwargs=synthesis)
+
+
+def nvlabs_pickle(path, generator: Generator, init_kwargs: dict | None = None, module_src: str = "# source\n",
+                  filter_value=None, drop=()) -> None:
+    init_kwargs = nvlabs_init_kwargs(generator) if init_kwargs is None else init_kwargs
+    network = nvlabs_network(generator, init_kwargs, module_src, filter_value)
+    snapshot = {"training_set_kwargs": {"class_name": "training.dataset.ImageFolderDataset", "path": "ffhq.zip"},
+                "G": network, "D": Persistent("Discriminator", module_state(), module_src),
+                "G_ema": network, "augment_pipe": None}
+    for key in drop:
+        snapshot.pop(key)
+    with stand_in_modules(torch_utils__persistence={"_reconstruct_persistent_obj": _reconstruct_persistent_obj},
+                          dnnlib__util={"EasyDict": EasyDict}):
+        with open(path, "wb") as handle:
+            pickle.dump(snapshot, handle)
+
+
+# --------------------------------------------------------------------------- rosinality layout
+
+def rosinality_state_dict(generator: Generator) -> OrderedDict:
+    """Our generator in rosinality's ``g_ema`` naming and layout (see loaders/stylegan2_rosinality.py)."""
+    s = {k: v.clone() for k, v in generator.state_dict().items()}
+    c = generator.config
+    out = OrderedDict()
+    for i in range(c.mapping_layers):
+        out[f"style.{i + 1}.weight"] = s[f"mapping.fc{i}.weight"]
+        out[f"style.{i + 1}.bias"] = s[f"mapping.fc{i}.bias"]
+    out["input.input"] = s["synthesis.b4.const"][None]
+
+    def conv(theirs, ours, noise_index, blur):
+        out[f"{theirs}.conv.weight"] = s[f"{ours}.weight"][None]
+        if blur:
+            out[f"{theirs}.conv.blur.kernel"] = _lowpass_filter() * 4
+        out[f"{theirs}.conv.modulation.weight"] = s[f"{ours}.affine.weight"]
+        out[f"{theirs}.conv.modulation.bias"] = s[f"{ours}.affine.bias"]
+        out[f"{theirs}.noise.weight"] = s[f"{ours}.noise_strength"].reshape(1)
+        out[f"{theirs}.activate.bias"] = s[f"{ours}.bias"]
+        noises[f"noises.noise_{noise_index}"] = s[f"{ours}.noise_const"][None, None]
+
+    def torgb(theirs, ours, upsample):
+        out[f"{theirs}.bias"] = s[f"{ours}.bias"].reshape(1, -1, 1, 1)
+        if upsample:
+            out[f"{theirs}.upsample.kernel"] = _lowpass_filter() * 4
+        out[f"{theirs}.conv.weight"] = s[f"{ours}.weight"][None]
+        out[f"{theirs}.conv.modulation.weight"] = s[f"{ours}.affine.weight"]
+        out[f"{theirs}.conv.modulation.bias"] = s[f"{ours}.affine.bias"]
+
+    noises = OrderedDict()
+    conv("conv1", "synthesis.b4.conv1", 0, blur=False)
+    torgb("to_rgb1", "synthesis.b4.torgb", upsample=False)
+    for k, res in enumerate(c.block_resolutions[1:]):
+        conv(f"convs.{2 * k}", f"synthesis.b{res}.conv0", 2 * k + 1, blur=True)
+        conv(f"convs.{2 * k + 1}", f"synthesis.b{res}.conv1", 2 * k + 2, blur=False)
+    for k, res in enumerate(c.block_resolutions[1:]):
+        torgb(f"to_rgbs.{k}", f"synthesis.b{res}.torgb", upsample=True)
+    out.update(noises)
+    return out
+
+
+# --------------------------------------------------------------------------- Python 2 pickles
+
+class Py2Pickler(pickle._Pickler):
+    """Protocol 2 as Python 2 wrote it: bytes are ``str`` (BINSTRING), modules ``copy_reg``/``__builtin__``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj):
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + len(obj).to_bytes(4, "little") + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def py2_pickle(obj) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Py2Pickler(buffer, protocol=2, fix_imports=True).dump(obj)
+    return buffer.getvalue()
