@@ -1,4 +1,4 @@
-"""Checkpoints, generator files, the encoder path, metrics and the evaluation sheet."""
+"""Checkpoints, the user's networks, the encoder path, metrics and the evaluation sheet."""
 
 import json
 
@@ -14,11 +14,10 @@ from pvp_runtime.fit.evaluate import Evaluation, error_image, evaluation_sheet
 from pvp_runtime.fit.lpips import LPIPS
 from pvp_runtime.fit.metrics import frame_metrics, psnr, ssim
 from pvp_runtime.fit.prepared import PreparedClip
-from pvp_runtime.fit.pretrained import GeneratorFileError, infer_config, load_generator_file, save_generator_file
 from pvp_runtime.fit.projector import EncoderInversion
 from pvp_runtime.fit.rng import step_generator
 from pvp_runtime.fit.stage import LossHistory
-from pvp_runtime.model.stylegan2 import CONFIG_F_256, CONFIG_F_1024, Generator, tiny_config
+from pvp_runtime.model.stylegan2 import Generator, tiny_config
 
 
 def test_checkpoint_round_trip_restores_an_optimiser_exactly(tmp_path):
@@ -80,47 +79,50 @@ def test_loss_history_is_bounded():
     assert len(history.records) == 10 and history.records[0] == {"step": 100, "loss": 50.5}
 
 
-# --------------------------------------------------------------------------- generator files
+# --------------------------------------------------------------------------- the user's networks
 
-def test_generator_file_round_trip_and_inferred_config(tmp_path):
+def test_real_arcface_and_e4e_files_plug_into_the_fit(tmp_path):
+    """Small files in the released layouts, read by the loaders, drive the fit's interfaces."""
+    from pvp_runtime.fit.assets import load_networks, load_prior
+    from pvp_runtime.fit.encoders import IdentityEncoder, LatentEncoder
+    from pvp_runtime.fit.losses import identity_loss
+    from pvp_runtime.model.e4e import Encoder4Editing
+    from pvp_runtime.model.irse import ArcFaceBackbone, IRSEConfig
+
+    from asset_builders import rosinality_state_dict
+
+    tiny = IRSEConfig(units=(1, 1, 1, 1), depths=(16, 32, 48, 64))
     torch.manual_seed(0)
-    generator = Generator(tiny_config(16, 8))
-    path = tmp_path / "g.safetensors"
-    save_generator_file(generator, path)
-    loaded = load_generator_file(path)
-    assert loaded.config == generator.config
-    assert all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), loaded.state_dict().values()))
-    # Without the metadata the config comes from the tensor shapes, for our sizes and config-f.
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(tmp_path / "bare.safetensors"))
-    assert load_generator_file(tmp_path / "bare.safetensors").config == generator.config
-    for config in (CONFIG_F_256, CONFIG_F_1024):
-        with torch.device("meta"):
-            shapes = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
-        assert infer_config(shapes, tmp_path) == config
+    arcface = tmp_path / "model_ir_se50.pth"
+    torch.save(ArcFaceBackbone(tiny, input_size=112).eval().state_dict(), arcface)
+    decoder = Generator(tiny_config(32, width=64)).eval()
+    encoder = Encoder4Editing(decoder.num_ws, tiny, input_size=64).eval()
+    e4e = tmp_path / "e4e_ffhq_encode.pt"
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in rosinality_state_dict(decoder).items()})
+    torch.save({"state_dict": state, "latent_avg": decoder.mapping.w_avg.repeat(decoder.num_ws, 1),
+                "opts": {"stylegan_size": 32, "start_from_latent_avg": True}}, e4e)
 
-
-def test_generator_file_errors(tmp_path):
-    with pytest.raises(GeneratorFileError, match="not found"):
-        load_generator_file(tmp_path / "none.safetensors")
-    (tmp_path / "junk.safetensors").write_bytes(b"junk" * 10)
-    with pytest.raises(GeneratorFileError, match="junk.safetensors: not a safetensors generator"):
-        load_generator_file(tmp_path / "junk.safetensors")
-    from safetensors.torch import save_file
-    save_file({"conv.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(GeneratorFileError, match="not a StyleGAN2 generator"):
-        load_generator_file(tmp_path / "other.safetensors")
-    generator = Generator(tiny_config(16, 8))
-    state = {k: v.contiguous() for k, v in generator.state_dict().items()}
-    state["synthesis.b16.torgb.bias"] = torch.full((3,), float("nan"))
-    save_file(state, str(tmp_path / "nan.safetensors"))
-    with pytest.raises(GeneratorFileError, match="NaN"):
-        load_generator_file(tmp_path / "nan.safetensors")
-    del state["synthesis.b8.conv0.weight"]
-    save_file(state, str(tmp_path / "missing.safetensors"), metadata={"generator_config": json.dumps(
-        generator.config.to_dict())})
-    with pytest.raises(GeneratorFileError, match="missing tensor 'synthesis.b8.conv0.weight'"):
-        load_generator_file(tmp_path / "missing.safetensors")
+    prior = load_prior(None, str(e4e), "cpu")  # no --generator: the e4e decoder is the prior
+    assert prior.config == decoder.config
+    networks = load_networks(str(arcface), None, str(e4e), prior, "cpu")
+    assert isinstance(networks.identity, IdentityEncoder) and isinstance(networks.latent_encoder, LatentEncoder)
+    assert networks.describe() == {"identity": "ArcFace IR-SE (model_ir_se50.pth)", "channel_estimator": None,
+                                   "latent_encoder": "e4e (e4e_ffhq_encode.pt)"}
+    frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    clip = PreparedClip(frames=frames, transforms=np.zeros((3, 2, 3)), landmarks=None, mattes=None)
+    ws = EncoderInversion(networks.latent_encoder, prior)(clip, np.array([2, 0]), "cpu")
+    assert ws.shape == (2, prior.num_ws, 64) and not torch.equal(ws[0], ws[1])
+    render = prior.synthesis(ws[:1]).requires_grad_(True)
+    loss = identity_loss(networks.identity, render, clip.images([2], "cpu"))
+    loss.backward()
+    assert 0 < loss.item() <= 2 and render.grad.abs().sum() > 0
+    with pytest.raises(PVPError, match="no DECA encoder loader"):
+        load_networks(None, str(arcface), None, prior, "cpu")
+    with pytest.raises(PVPError, match="--arcface .*missing.pth: file not found"):
+        load_networks(str(tmp_path / "missing.pth"), None, None, prior, "cpu")
+    with pytest.raises(PVPError, match="W\\+"):
+        load_networks(None, None, str(e4e), Generator(tiny_config(32, 16)), "cpu")
 
 
 def test_encoder_inversion_uses_the_encoder_and_checks_its_shape():

@@ -16,7 +16,7 @@ from pvp_runtime.cli.main import main
 from pvp_runtime.fit.checkpoint import CheckpointError, load_checkpoint
 from pvp_runtime.fit.config import FitConfig
 from pvp_runtime.fit.pipeline import FitRequest, FitRun
-from pvp_runtime.fit.pretrained import save_generator_file
+from pvp_runtime.loaders.generator_file import save_generator_file
 from pvp_runtime.fit.projector import noise_layers
 from pvp_runtime.fit.stage import FitInterrupted
 from pvp_runtime.fit.synthetic import synthetic_clip
@@ -222,7 +222,8 @@ def test_bad_inputs_are_refused_before_any_work(files, tmp_path, capsys):
     _refused(capsys, base("--generator", str(tmp_path / "junk.safetensors")), out, "junk.safetensors")
     _refused(capsys, base("--arcface", str(tmp_path / "model_ir_se50.pth")), out, "--arcface", "model_ir_se50.pth")
     (tmp_path / "e4e.pt").write_bytes(b"x")
-    _refused(capsys, base("--e4e", str(tmp_path / "e4e.pt")), out, "--e4e")
+    _refused(capsys, base("--e4e", str(tmp_path / "e4e.pt")), out, "e4e.pt")
+    _refused(capsys, base("--deca", str(tmp_path / "e4e.pt")), out, "--deca", "no DECA encoder loader")
     _refused(capsys, base("--device", "tpu"), out, "unknown device")
     _refused(capsys, base("--lpips-backbone", str(tmp_path / "vgg.pth")), out, "vgg.pth")
     _refused(capsys, ["fit", "--resume", "-o", str(out)], out, "no checkpoint")

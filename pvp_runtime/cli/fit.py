@@ -86,9 +86,11 @@ def add_parser(subparsers) -> None:
     prior.add_argument("--config-f", action="store_const", const=True,
                        help="scratch prior: full config-f channel widths")
     nets = parser.add_argument_group("optional pretrained networks")
-    nets.add_argument("--e4e", help="e4e checkpoint: encode the pivots instead of projecting them")
+    nets.add_argument("--e4e", help="e4e checkpoint (e4e_ffhq_encode.pt): encode the pivots instead of projecting "
+                                    "them; its decoder is the prior when --generator is not given")
     nets.add_argument("--arcface", help="ArcFace IR-SE50 weights (model_ir_se50.pth): identity loss")
-    nets.add_argument("--deca", help="DECA weights: expression matching and pose consistency losses")
+    nets.add_argument("--deca", help="DECA encoder weights: expression matching and pose consistency losses "
+                                     "(needs a DECA encoder loader, not part of this build)")
     settings = parser.add_argument_group("settings")
     settings.add_argument("--config", help="JSON config file (see --dump-config for every key and default)")
     settings.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -170,9 +172,8 @@ def _looks_like_fit_folder(path: Path) -> bool:
 
 def run_fit(args) -> int:
     from ..avatar import resolve_device
-    from ..fit.assets import load_networks
+    from ..fit.assets import load_networks, load_prior
     from ..fit.pipeline import FitRequest, FitRun, summary_table
-    from ..fit.pretrained import load_generator_file
     from ..fit.stage import FitInterrupted
 
     out = args.output
@@ -196,7 +197,7 @@ def run_fit(args) -> int:
     device = resolve_device(args.device)
     # Every check before any work: inputs, generator file, networks, output folder.
     inputs = request.inspect()
-    generator = load_generator_file(request.generator, device) if request.generator else None
+    generator = load_prior(request.generator, request.e4e, device)
     networks = load_networks(request.arcface, request.deca, request.e4e, generator, device)
     if request.bundle and not Path(request.bundle).resolve().parent.is_dir():
         raise PVPError(f"--bundle {request.bundle}: folder does not exist")

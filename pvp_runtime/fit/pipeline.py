@@ -49,7 +49,7 @@ from .lpips import LPIPS, load_lpips
 from .mapper_training import MapperStage
 from .pivots import PivotChoice, select_pivots
 from .prepared import PreparedClip, open_prepared, prepare_clip
-from .pretrained import load_generator_file
+from .assets import load_prior
 from .projector import EncoderInversion, ProjectionStage
 from .pti import PTIStage
 from .rng import derived_seed
@@ -75,7 +75,7 @@ class FitRequest:
     num_expressions: int = 50
     landmarks: str | None = None
     mattes: str | None = None
-    generator: str | None = None   # pretrained generator (.safetensors); None = scratch prior
+    generator: str | None = None   # pretrained generator (.safetensors); with no e4e either: scratch prior
     e4e: str | None = None         # the networks' files, for the CLI to reload them on --resume
     arcface: str | None = None
     deca: str | None = None
@@ -84,7 +84,7 @@ class FitRequest:
 
     @property
     def prior(self) -> str:
-        return "pretrained" if self.generator else "scratch"
+        return "pretrained" if self.generator or self.e4e else "scratch"
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -129,7 +129,8 @@ def input_fingerprint(request: FitRequest, inputs: FitInputs) -> dict:
         return {"count": src.count, "size": [src.width, src.height],
                 "names": hashlib.sha256(json.dumps(names).encode()).hexdigest()}
     return {"channels": _file_digest(request.channels), "landmarks": _file_digest(request.landmarks),
-            "generator": _file_digest(request.generator), "frames": source(inputs.frames),
+            "generator": _file_digest(request.generator), "e4e": _file_digest(request.e4e),
+            "frames": source(inputs.frames),
             "mattes": source(inputs.mattes)}
 
 
@@ -212,8 +213,8 @@ class FitRun:
     def _generator_config(self) -> GeneratorConfig:
         if self.generator is not None:
             return self.generator.config
-        if self.request.generator:
-            self.generator = load_generator_file(self.request.generator, self.device)
+        if self.request.prior == "pretrained":
+            self.generator = load_prior(self.request.generator, self.request.e4e, self.device)
             return self.generator.config
         s = self.config.scratch
         return GeneratorConfig(resolution=s.resolution) if s.config_f else tiny_config(s.resolution, s.width)
@@ -231,8 +232,8 @@ class FitRun:
 
     def _build_generator(self) -> Generator:
         if self.generator is None:
-            if self.request.generator:
-                self.generator = load_generator_file(self.request.generator, self.device)
+            if self.request.prior == "pretrained":
+                self.generator = load_prior(self.request.generator, self.request.e4e, self.device)
             else:
                 torch.manual_seed(derived_seed(self.config.seed, "scratch-generator"))
                 self.generator = Generator(self._generator_config()).to(self.device)
@@ -365,7 +366,7 @@ class FitRun:
                 self.pivots_ws = stage.pivots_ws()
                 self._complete("projection", began, method="W-space projection", steps=steps)
         if not self._done("pti"):
-            original = load_generator_file(self.request.generator, self.device)
+            original = load_prior(self.request.generator, self.request.e4e, self.device)
             stage = PTIStage(self.generator, original, self.pivots_ws, clip, pivot_frames, self.lpips("train"),
                              self.config.pti, self.config.seed, self.device)
             steps, began = self._train(stage, guard)
