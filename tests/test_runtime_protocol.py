@@ -199,8 +199,13 @@ def test_missing_interpreter_runtime_or_torch_are_diagnosed(tmp_path):
         RuntimeClient(LaunchSettings(""))
     empty = tmp_path / "empty"
     empty.mkdir()
+    # `python -S` skips site-packages, so an editable install of pvp_runtime (as CI has) cannot
+    # leak in: only the (empty) source folder is on the path.
+    no_site = tmp_path / "python-without-site-packages"
+    no_site.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    no_site.chmod(0o755)
     with pytest.raises(RuntimeProcessError, match="cannot import pvp_runtime .*Runtime source folder"):
-        RuntimeClient(LaunchSettings(sys.executable, source_dir=str(empty)), log=lambda line: None)
+        RuntimeClient(LaunchSettings(str(no_site), source_dir=str(empty)), log=lambda line: None)
     # An interpreter whose environment has no torch (a shadowing module makes torch unimportable).
     shadow = tmp_path / "notorch"
     shadow.mkdir()

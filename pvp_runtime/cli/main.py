@@ -13,9 +13,9 @@ import sys
 
 from .. import __version__
 from ..contract.errors import PVPError
-from . import convert_channels, examples, import_generator, info, render, serve
+from . import convert_channels, examples, fit, import_generator, info, render, serve
 
-COMMANDS = (info, render, examples, import_generator, convert_channels, serve)
+COMMANDS = (info, render, examples, import_generator, convert_channels, fit, serve)
 log = logging.getLogger("pvp")
 
 

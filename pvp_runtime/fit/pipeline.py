@@ -1,0 +1,481 @@
+"""``FitRun``: the whole fit as a resumable sequence of stages.
+
+    prepare      decode, align and cache the clip               (prepared.py, alignment.py)
+    pivots       K-means pivot frames                           (pivots.py)
+    projection   W-space projection of the pivots, or e4e       (projector.py)   } pretrained
+    pti          pivotal tuning with the locality regulariser   (pti.py)         } prior
+    scratch_prior generator + pivot codes from the pivots alone (scratch_prior.py)  scratch prior
+    mapper       pose and expression mappers                    (mapper_training.py)
+    evaluate     held-out metrics, baselines, contact sheet     (evaluate.py)
+    bundle       the subject bundle, written last and atomically (bundle.py)
+
+The output folder holds ``work/`` (the checkpoint and the aligned clip),
+``config.json``, and at the end ``report.json``, ``contact_sheet.png``,
+``alignment.npz`` and the bundle.  The checkpoint records the request (inputs
+and config), so ``--resume`` needs nothing but the folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..bundle import SubjectBundle, default_provenance, save_bundle
+from ..contract.channels import ChannelLayout, ChannelStats
+from ..contract.errors import PVPError
+from ..image_io import write_png
+from ..model.pvp import MapperConfig as ModelMapperConfig
+from ..model.pvp import PVPModel
+from ..model.stylegan2 import Generator, GeneratorConfig, tiny_config
+from .alignment import roll_removed
+from .checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, save_checkpoint
+from .config import FitConfig
+from .data import FitInputs, inspect_inputs
+from .encoders import FitNetworks
+from .evaluate import Evaluation, evaluate_held_out, evaluation_sheet
+from .lpips import LPIPS, load_lpips
+from .mapper_training import MapperStage
+from .pivots import PivotChoice, select_pivots
+from .prepared import PreparedClip, open_prepared, prepare_clip
+from .assets import load_prior
+from .projector import EncoderInversion, ProjectionStage
+from .pti import PTIStage
+from .rng import derived_seed
+from .scratch_prior import ScratchPriorStage
+from .stage import InterruptGuard, LossHistory, TrainingStage, run_stage
+
+log = logging.getLogger(__name__)
+WORK = "work"
+CHECKPOINT = "checkpoint.safetensors"
+REPORT = "report.json"
+SHEET = "contact_sheet.png"
+ALIGNMENT = "alignment.npz"
+CONFIG = "config.json"
+
+
+@dataclass
+class FitRequest:
+    """Everything that defines a fit (stored in the checkpoint, so a resume repeats it exactly)."""
+
+    frames: str
+    channels: str
+    config: FitConfig = field(default_factory=FitConfig)
+    num_expressions: int = 50
+    landmarks: str | None = None
+    mattes: str | None = None
+    generator: str | None = None   # pretrained generator (.safetensors); with no e4e either: scratch prior
+    e4e: str | None = None         # the networks' files, for the CLI to reload them on --resume
+    arcface: str | None = None
+    deca: str | None = None
+    name: str = "subject"
+    bundle: str | None = None      # default: OUTDIR/NAME.pvp
+
+    @property
+    def prior(self) -> str:
+        return "pretrained" if self.generator or self.e4e else "scratch"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["config"] = self.config.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FitRequest":
+        data = dict(data)
+        data["config"] = FitConfig.from_dict(data["config"], "checkpoint config")
+        return cls(**data)
+
+    def inspect(self) -> FitInputs:
+        min_train = self.config.pivots.count
+        return inspect_inputs(self.frames, self.channels, ChannelLayout(self.num_expressions), self.config.data,
+                              self.landmarks, self.mattes, min_train_frames=min_train)
+
+
+@dataclass
+class FitResult:
+    bundle: Path
+    report: dict
+    evaluation: Evaluation
+
+
+def _file_digest(path: str | None) -> str | None:
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_fingerprint(request: FitRequest, inputs: FitInputs) -> dict:
+    """What must not change under a resumed run (cheap for video: count and size, not content)."""
+    def source(src):
+        if src is None:
+            return None
+        names = [f.name for f in src.files] if src.files is not None else [src.path.stat().st_size]
+        return {"count": src.count, "size": [src.width, src.height],
+                "names": hashlib.sha256(json.dumps(names).encode()).hexdigest()}
+    return {"channels": _file_digest(request.channels), "landmarks": _file_digest(request.landmarks),
+            "generator": _file_digest(request.generator), "e4e": _file_digest(request.e4e),
+            "frames": source(inputs.frames),
+            "mattes": source(inputs.mattes)}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class FitRun:
+    def __init__(self, request: FitRequest, inputs: FitInputs, out_dir: Path, networks: FitNetworks | None = None,
+                 device="cpu", on_step: Callable[[str, int], None] | None = None):
+        self.request = request
+        self.config = request.config
+        self.inputs = inputs
+        self.layout = inputs.layout
+        self.out_dir = Path(out_dir)
+        self.work = self.out_dir / WORK
+        self.networks = networks or FitNetworks()
+        self.device = torch.device(device)
+        self.on_step = on_step
+        self.meta: dict = {"completed": [], "current": None, "history": {}, "timings": {}, "results": {}}
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.generator: Generator | None = None
+        self.pivots_ws: torch.Tensor | None = None
+        self.model: PVPModel | None = None
+        self.pivot_choice: dict | None = None
+        self._lpips: dict[str, LPIPS] = {}
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def start(cls, request: FitRequest, inputs: FitInputs, out_dir: Path, **kwargs) -> "FitRun":
+        """A new run in an empty (or new) folder."""
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise PVPError(f"{out_dir}: output folder is not empty (use --resume to continue a fit there, "
+                           f"or --overwrite to start again)")
+        if not out_dir.parent.exists():
+            raise PVPError(f"{out_dir.parent}: parent folder does not exist")
+        run = cls(request, inputs, out_dir, **kwargs)
+        run.load_lpips()  # a bad --lpips-backbone is refused before the folder exists
+        run.work.mkdir(parents=True, exist_ok=True)
+        request.config.save(out_dir / CONFIG)
+        run.meta["fingerprint"] = input_fingerprint(request, inputs)
+        return run
+
+    @staticmethod
+    def read_request(out_dir: Path) -> FitRequest:
+        _, meta = load_checkpoint(Path(out_dir) / WORK / CHECKPOINT)
+        return FitRequest.from_dict(meta["request"])
+
+    @classmethod
+    def resume(cls, out_dir: Path, inputs: FitInputs | None = None, **kwargs) -> "FitRun":
+        out_dir = Path(out_dir)
+        path = out_dir / WORK / CHECKPOINT
+        tensors, meta = load_checkpoint(path)
+        request = FitRequest.from_dict(meta["request"])
+        inputs = inputs or request.inspect()
+        fingerprint = input_fingerprint(request, inputs)
+        for key, value in meta["fingerprint"].items():
+            if fingerprint.get(key) != value:
+                raise CheckpointError(f"{path}: the {key} input changed since this fit started "
+                                      f"({getattr(request, key, None) or inputs.frames.path}); start a new fit")
+        run = cls(request, inputs, out_dir, **kwargs)
+        run.load_lpips()
+        run.meta = meta
+        run.tensors = tensors
+        log.info("resuming %s: finished %s; %s", out_dir, ", ".join(meta["completed"]) or "nothing",
+                 f"continuing {meta['current']['stage']} at step {meta['current']['step']}" if meta["current"] else
+                 "starting the next stage")
+        return run
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def resolution(self) -> int:
+        return self._generator_config().resolution
+
+    def _generator_config(self) -> GeneratorConfig:
+        if self.generator is not None:
+            return self.generator.config
+        if self.request.prior == "pretrained":
+            self.generator = load_prior(self.request.generator, self.request.e4e, self.device)
+            return self.generator.config
+        s = self.config.scratch
+        return GeneratorConfig(resolution=s.resolution) if s.config_f else tiny_config(s.resolution, s.width)
+
+    def lpips(self, purpose: str) -> LPIPS:
+        if purpose not in self._lpips:
+            c = self.config.lpips
+            net, backbone = (c.net, c.backbone) if purpose == "train" else (c.eval_net, c.eval_backbone)
+            self._lpips[purpose] = load_lpips(net, backbone, self.device)
+        return self._lpips[purpose]
+
+    def load_lpips(self) -> None:
+        self.lpips("train")
+        self.lpips("eval")
+
+    def _build_generator(self) -> Generator:
+        if self.generator is None:
+            if self.request.prior == "pretrained":
+                self.generator = load_prior(self.request.generator, self.request.e4e, self.device)
+            else:
+                torch.manual_seed(derived_seed(self.config.seed, "scratch-generator"))
+                self.generator = Generator(self._generator_config()).to(self.device)
+        if any(k.startswith("generator.") for k in self.tensors):
+            load_module(self.generator, self.tensors, "generator", str(self.work / CHECKPOINT))
+        return self.generator
+
+    def _build_model(self) -> PVPModel:
+        m = self.config.mapper
+        g = self.generator.config
+        torch.manual_seed(derived_seed(self.config.seed, "mapper-init"))
+        model = PVPModel(ModelMapperConfig(num_pivots=len(self.pivots_ws), num_expressions=self.layout.num_expressions,
+                                           hidden=m.hidden, beta=m.beta, expression_layers=m.expression_layers),
+                         g.num_ws, g.w_dim).to(self.device)
+        with torch.no_grad():
+            model.pivots.copy_(self.pivots_ws)
+        if any(k.startswith("model.") for k in self.tensors):
+            load_module(model, self.tensors, "model", str(self.work / CHECKPOINT))
+        return model
+
+    def _save(self, current: tuple[str, int, TrainingStage] | None = None) -> None:
+        tensors = {}
+        if self.generator is not None:
+            tensors.update(module_tensors(self.generator, "generator"))
+        if self.pivots_ws is not None:
+            tensors["pivots"] = self.pivots_ws
+        if self.model is not None:
+            tensors.update(module_tensors(self.model, "model"))
+        self.meta["current"] = None
+        if current is not None:
+            name, step, stage = current
+            stage_tensors, stage_meta = stage.state()
+            tensors.update({f"stage.{k}": v for k, v in stage_tensors.items()})
+            self.meta["current"] = {"stage": name, "step": step, "meta": stage_meta}
+        self.meta["request"] = self.request.to_dict()
+        self.meta["pivot_choice"] = self.pivot_choice
+        save_checkpoint(self.work / CHECKPOINT, tensors, self.meta)
+        if current is not None:
+            self.tensors = {}  # what is in memory is now newer than what was loaded
+
+    def _done(self, stage: str) -> bool:
+        return stage in self.meta["completed"]
+
+    def _complete(self, stage: str, started: float, **results) -> None:
+        self.meta["completed"].append(stage)
+        self.meta["timings"][stage] = self.meta["timings"].get(stage, 0.0) + time.monotonic() - started
+        if results:
+            self.meta["results"][stage] = results
+        self._save()
+
+    def _train(self, stage: TrainingStage, guard: InterruptGuard) -> tuple[int, float]:
+        name = stage.name
+        start = 0
+        current = self.meta.get("current")
+        if current and current["stage"] == name:
+            stage.load_state({k[len("stage."):]: v for k, v in self.tensors.items() if k.startswith("stage.")},
+                             current["meta"])
+            start = current["step"]
+        saved = self.meta["history"].get(name, {})
+        history = LossHistory(stage.total_steps, records=saved.get("records"), pending=saved.get("pending"))
+
+        def save(step: int) -> None:
+            self.meta["history"][name] = history.to_dict()
+            self._save((name, step, stage))
+
+        began = time.monotonic()
+        steps = run_stage(stage, start, history, save, guard, self.config.checkpoint.every_steps,
+                          self.config.checkpoint.every_seconds, self.on_step)
+        self.meta["history"][name] = history.to_dict()
+        if hasattr(stage, "finish"):
+            stage.finish()
+        self.meta["timings"][name + "_steps"] = steps
+        return steps, began
+
+    # ------------------------------------------------------------------ the stages
+
+    def run(self) -> FitResult:
+        with InterruptGuard() as guard:
+            clip = self._prepare()
+            self._select_pivots()
+            pivot_frames = np.asarray(self.pivot_choice["frames"])
+            self._build_generator()
+            if self.request.prior == "pretrained":
+                self._pretrained_prior(clip, pivot_frames, guard)
+            else:
+                self._scratch_prior(clip, pivot_frames, guard)
+            self._train_mappers(clip, guard)
+            return self._finish(clip, pivot_frames)
+
+    def _prepare(self) -> PreparedClip:
+        count, resolution = self.inputs.count, self.resolution
+        landmarks, mattes = self.inputs.landmarks is not None, self.inputs.mattes is not None
+        if self._done("prepare"):
+            return open_prepared(self.work, count, resolution, landmarks, mattes)
+        began = time.monotonic()
+        clip = prepare_clip(self.inputs, resolution, self.config.data.landmark_smoothing_sigma, self.work)
+        self._complete("prepare", began)
+        return clip
+
+    def _select_pivots(self) -> None:
+        if self._done("pivots"):
+            self.pivot_choice = self.meta["pivot_choice"]
+            return
+        began = time.monotonic()
+        choice: PivotChoice = select_pivots(self.inputs.channels, self.inputs.split.train, self.layout,
+                                            self.config.pivots.count, self.config.seed,
+                                            self.config.pivots.kmeans_restarts)
+        self.pivot_choice = choice.to_dict()
+        log.info("selected %d pivots from %d training frames on %s", len(choice.frames),
+                 len(self.inputs.split.train), ", ".join(choice.features[:6]) +
+                 (f" (+{len(choice.features) - 6} more)" if len(choice.features) > 6 else ""))
+        self._complete("pivots", began)
+
+    def _load_pivots(self) -> None:
+        if self.pivots_ws is None and "pivots" in self.tensors:
+            self.pivots_ws = self.tensors["pivots"].to(self.device)
+
+    def _pretrained_prior(self, clip: PreparedClip, pivot_frames: np.ndarray, guard: InterruptGuard) -> None:
+        self._load_pivots()
+        if not self._done("projection"):
+            if self.networks.latent_encoder is not None:
+                began = time.monotonic()
+                self.pivots_ws = EncoderInversion(self.networks.latent_encoder, self.generator)(
+                    clip, pivot_frames, self.device)
+                self._complete("projection", began, method=f"encoder ({self.networks.latent_encoder.name})")
+            else:
+                stage = ProjectionStage(self.generator, clip, pivot_frames, self.lpips("train"),
+                                        self.config.projector, self.config.seed, self.device)
+                steps, began = self._train(stage, guard)
+                self.pivots_ws = stage.pivots_ws()
+                self._complete("projection", began, method="W-space projection", steps=steps)
+        if not self._done("pti"):
+            original = load_prior(self.request.generator, self.request.e4e, self.device)
+            stage = PTIStage(self.generator, original, self.pivots_ws, clip, pivot_frames, self.lpips("train"),
+                             self.config.pti, self.config.seed, self.device)
+            steps, began = self._train(stage, guard)
+            self._complete("pti", began, steps=steps, epochs=len(stage.epoch_lpips),
+                           converged=stage.converged,
+                           final_epoch_lpips=stage.epoch_lpips[-1] if stage.epoch_lpips else None)
+
+    def _scratch_prior(self, clip: PreparedClip, pivot_frames: np.ndarray, guard: InterruptGuard) -> None:
+        self._load_pivots()
+        if self._done("scratch_prior"):
+            return
+        stage = ScratchPriorStage(self.generator, clip, pivot_frames, self.lpips("train"), self.config.scratch,
+                                  self.config.seed, self.device)
+        steps, began = self._train(stage, guard)
+        self.pivots_ws = stage.pivots_ws()
+        self._complete("scratch_prior", began, steps=steps, converged=stage.converged)
+
+    def tune_generator(self) -> bool:
+        choice = self.config.mapper.tune_generator
+        return choice == "on" or (choice == "auto" and self.request.prior == "scratch")
+
+    def _train_mappers(self, clip: PreparedClip, guard: InterruptGuard) -> None:
+        self._load_pivots()
+        self.model = self._build_model()
+        if self._done("mapper"):
+            return
+        stage = MapperStage(self.generator, self.model, clip, self.inputs.channels, self.inputs.split.train,
+                            self.layout, self.lpips("train"), self.networks, self.config.mapper, self.config.mask,
+                            self.tune_generator(), self.config.seed, self.device)
+        log.info("mapper losses: %s; generator %s", ", ".join(stage.active_losses()),
+                 "tuned too (scratch-prior deviation)" if stage.tune_generator else "frozen")
+        steps, began = self._train(stage, guard)
+        self._complete("mapper", began, steps=steps, losses=stage.active_losses(),
+                       tune_generator=stage.tune_generator)
+
+    # ------------------------------------------------------------------ outputs
+
+    def bundle_path(self) -> Path:
+        return Path(self.request.bundle) if self.request.bundle else self.out_dir / f"{self.request.name}.pvp"
+
+    def _finish(self, clip: PreparedClip, pivot_frames: np.ndarray) -> FitResult:
+        began = time.monotonic()
+        self.generator.eval().requires_grad_(False)
+        self.model.eval().requires_grad_(False)
+        evaluation = evaluate_held_out(self.generator, self.model, clip, self.inputs.channels, self.layout,
+                                       self.inputs.split, pivot_frames, self.lpips("eval"), self.device,
+                                       self.config.eval.batch_size)
+        self.meta["timings"]["evaluate"] = time.monotonic() - began
+        report = self.report(evaluation, clip)
+        _atomic_write_text(self.out_dir / REPORT, json.dumps(report, indent=2) + "\n")
+        if self.config.eval.contact_sheet_frames > 0:
+            sheet_tmp = self.out_dir / f".{SHEET}.partial.png"
+            write_png(sheet_tmp, evaluation_sheet(evaluation, self.config.eval.contact_sheet_frames))
+            os.replace(sheet_tmp, self.out_dir / SHEET)
+        alignment_tmp = self.out_dir / f".{ALIGNMENT}.partial.npz"
+        np.savez(alignment_tmp, frame_to_crop=np.asarray(clip.transforms),
+                 **({"crop_landmarks": np.asarray(clip.landmarks)} if clip.landmarks is not None else {}))
+        os.replace(alignment_tmp, self.out_dir / ALIGNMENT)
+        bundle = SubjectBundle(
+            name=self.request.name, generator=self.generator, model=self.model,
+            channel_stats=ChannelStats.of(self.inputs.channels[self.inputs.split.train]),
+            provenance=default_provenance("pvp fit", fit={
+                "prior": self.request.prior, "config": self.config.to_dict(), "inputs": self.inputs.describe(),
+                "pivots": self.pivot_choice, "evaluation": evaluation.summary(),
+                "lpips": {"train": self.lpips("train").provenance, "eval": self.lpips("eval").provenance},
+                "networks": self.networks.describe()}))
+        path = save_bundle(bundle, self.bundle_path())
+        if "finished" not in self.meta["completed"]:
+            self.meta["completed"].append("finished")
+        self._save()
+        return FitResult(path, report, evaluation)
+
+    def report(self, evaluation: Evaluation, clip: PreparedClip) -> dict:
+        rolls = np.degrees([roll_removed(t) for t in clip.transforms])
+        return {
+            "name": self.request.name,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "tool": f"pvp-avatar {__version__}",
+            "device": str(self.device),
+            "prior": self.request.prior,
+            "bundle": str(self.bundle_path()),
+            "inputs": self.inputs.describe(),
+            "request": {k: v for k, v in self.request.to_dict().items() if k != "config"},
+            "config": self.config.to_dict(),
+            "alignment": {"method": "ffhq-landmarks" if clip.landmarks is not None else "pass-through",
+                          "file": ALIGNMENT, "roll_removed_deg": {"mean": float(np.mean(rolls)),
+                                                                  "max_abs": float(np.max(np.abs(rolls)))}},
+            "pivots": self.pivot_choice,
+            "stages": {name: {"seconds": self.meta["timings"].get(name),
+                              "steps": self.meta["timings"].get(name + "_steps"),
+                              **self.meta["results"].get(name, {}),
+                              "loss_history": self.meta["history"].get(name, {}).get("records", [])}
+                       for name in ("prepare", "pivots", "projection", "pti", "scratch_prior", "mapper", "evaluate")
+                       if name in self.meta["timings"]},
+            "networks": self.networks.describe(),
+            "lpips": {"train": self.lpips("train").provenance, "eval": self.lpips("eval").provenance},
+            "evaluation": evaluation.to_dict(),
+        }
+
+
+def summary_table(evaluation: Evaluation) -> str:
+    lpips = evaluation.lpips
+    note = "" if lpips.get("backbone_pretrained") else "  [RANDOM backbone: not comparable to published LPIPS]"
+    lines = [f"held-out evaluation: {len(evaluation.frames)} frames, "
+             f"{'background removed by matte' if evaluation.masked else 'full frame'}; "
+             f"LPIPS {lpips.get('net')}{note}",
+             f"{'method':<24}{'PSNR':>8}{'SSIM':>8}{'LPIPS':>8}"]
+    for method, values in evaluation.summary().items():
+        psnr = values["psnr"]
+        lines.append(f"{method:<24}{psnr if math.isfinite(psnr) else float('inf'):>8.2f}"
+                     f"{values['ssim']:>8.4f}{values['lpips']:>8.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,283 @@
+"""Each optimisation stage on a tiny synthetic subject whose true latents are known.
+
+Frames are rendered by a random 32 px subject (``fit.synthetic``), so the
+projector, pivotal tuning and the mappers each have a ground truth to move
+towards.  Step counts are tiny; learning rates are raised where the paper's
+are tuned for 50k steps.  LPIPS uses the AlexNet trunk (cheapest at 32 px).
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pvp_runtime.fit.config import FitConfig
+from pvp_runtime.fit.encoders import ChannelEstimate, FitNetworks
+from pvp_runtime.fit.evaluate import render_channels
+from pvp_runtime.fit.losses import (expression_matching_loss, identity_loss, latent_regularizer,
+                                    masked_consistency_loss, perturb_expression, pose_consistency_loss)
+from pvp_runtime.fit.lpips import LPIPS
+from pvp_runtime.fit.mapper_training import MapperStage
+from pvp_runtime.fit.prepared import PreparedClip
+from pvp_runtime.fit.projector import ProjectionStage, noise_layers, noise_regularizer
+from pvp_runtime.fit.pti import PTIStage, locality_regularizer
+from pvp_runtime.fit.scratch_prior import ScratchPriorStage
+from pvp_runtime.fit.synthetic import synthetic_clip
+from pvp_runtime.model.pvp import MapperConfig, MapperInputs, PVPModel
+from pvp_runtime.model.stylegan2 import tiny_config
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return synthetic_clip(tiny_config(32, 32), num_frames=24, num_expressions=6, seed=2)
+
+
+@pytest.fixture(scope="module")
+def prepared(clip):
+    return PreparedClip(frames=clip.crops, transforms=np.zeros((24, 2, 3)), landmarks=clip.landmarks, mattes=None)
+
+
+@pytest.fixture(scope="module")
+def lpips():
+    return LPIPS("alex")
+
+
+def _true_ws(clip, frames):
+    with torch.no_grad():
+        return clip.subject.model(MapperInputs.from_frames(clip.channels[frames], clip.layout))[0]
+
+
+def _perturbed(generator, scale=0.25, seed=0):
+    perturbed = copy.deepcopy(generator)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in perturbed.synthesis.parameters():
+            if p.ndim >= 2:
+                p.add_(torch.randn(p.shape, generator=gen) * scale * p.std())
+    return perturbed.requires_grad_(False)
+
+
+def test_projection_finds_a_closer_w(clip, prepared, lpips):
+    config = FitConfig().projector
+    config.steps, config.w_avg_samples, config.batch_size, config.lr = 10, 500, 2, 0.05
+    generator = copy.deepcopy(clip.subject.generator)
+    frames = np.array([0, 9, 17])
+    stage = ProjectionStage(generator, prepared, frames, lpips, config, seed=0, device="cpu")
+    assert stage.total_steps == 20  # two batches (2 + 1 pivots) of 10 steps
+    noise_before = [layer.noise_const.clone() for layer in stage.layers]
+    start = lpips(generator.synthesis(stage.w_avg[None, None].repeat(3, generator.num_ws, 1)),
+                  prepared.images(frames, "cpu"))
+    losses = [stage.step(i) for i in range(stage.total_steps)]
+    ws = stage.pivots_ws()
+    assert ws.shape == (3, generator.num_ws, 32) and torch.equal(ws[:, 0], ws[:, -1])  # W space: one w per pivot
+    end = lpips(generator.synthesis(ws), prepared.images(frames, "cpu"))
+    assert (end < start).all(), (start, end)
+    assert all(np.isfinite(list(l.values())).all() for l in losses)
+    # The generator's own constant noise is untouched (the projector's noise maps are discarded).
+    assert all(torch.equal(a, layer.noise_const) for a, layer in zip(noise_before, stage.layers))
+
+
+def test_noise_regularizer_penalises_correlated_noise():
+    gen = torch.Generator().manual_seed(0)
+    white = torch.randn(2, 1, 32, 32, generator=gen)
+    smooth = F.avg_pool2d(F.pad(white, (1, 1, 1, 1), mode="circular"), 3, stride=1)
+    smooth = smooth / smooth.std()
+    assert (noise_regularizer([smooth]) > 10 * noise_regularizer([white])).all()
+
+
+def test_pivotal_tuning_lowers_pivot_error(clip, prepared, lpips):
+    frames = np.array([0, 7, 15])
+    ws = _true_ws(clip, frames)
+    generator = _perturbed(clip.subject.generator)
+    original = copy.deepcopy(generator)
+    targets = prepared.images(frames, "cpu")
+    with torch.no_grad():
+        before = F.mse_loss(generator.synthesis(ws), targets).item(), lpips(generator.synthesis(ws), targets).mean()
+    config = FitConfig().pti
+    config.max_epochs, config.lr, config.lpips_threshold = 5, 3e-3, 0.0
+    stage = PTIStage(generator, original, ws, prepared, frames, lpips, config, seed=0, device="cpu")
+    losses = [stage.step(i) for i in range(stage.total_steps)]
+    assert "locality" in losses[0] and len(stage.epoch_lpips) == 5
+    with torch.no_grad():
+        after = F.mse_loss(generator.synthesis(ws), targets).item(), lpips(generator.synthesis(ws), targets).mean()
+    assert after[0] < 0.7 * before[0] and after[1] < before[1], (before, after)
+    # The original generator (the regulariser's reference) never moves.
+    assert not any(p.requires_grad for p in original.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(),
+                                                 _perturbed(clip.subject.generator).state_dict().values()))
+
+
+def test_pti_stops_at_the_lpips_threshold(clip, prepared, lpips):
+    frames = np.array([3, 11])
+    config = FitConfig().pti
+    config.max_epochs, config.lpips_threshold, config.locality_weight = 50, 10.0, 0.0
+    stage = PTIStage(copy.deepcopy(clip.subject.generator), None, _true_ws(clip, frames), prepared, frames, lpips,
+                     config, seed=0, device="cpu")
+    stage.step(0)
+    assert not stage.converged
+    stage.step(1)  # end of the first epoch: its mean LPIPS is under the (huge) threshold
+    assert stage.converged and len(stage.epoch_lpips) == 1
+
+
+def test_locality_regulariser(clip, lpips):
+    original = copy.deepcopy(clip.subject.generator)
+    generator = copy.deepcopy(original).requires_grad_(True)
+    config = FitConfig().pti
+    pivot = _true_ws(clip, np.array([0]))
+    z = torch.randn(1, 32, generator=torch.Generator().manual_seed(1))
+    assert locality_regularizer(generator, original, pivot, z, config, lpips).item() == pytest.approx(0, abs=1e-6)
+    with torch.no_grad():
+        generator.synthesis.b32.torgb.bias.add_(0.5)
+    changed = locality_regularizer(generator, original, pivot, z, config, lpips)
+    assert changed.item() > 0.1 * 0.5 ** 2 * 0.99  # at least the 0.1-weighted L2 of a +0.5 shift
+    changed.backward()
+    assert generator.synthesis.b32.torgb.bias.grad.abs().sum() > 0
+    assert all(p.grad is None for p in original.parameters())
+
+
+def test_scratch_prior_fits_the_pivots(prepared, lpips):
+    from pvp_runtime.model.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    generator = Generator(tiny_config(32, 16))
+    config = FitConfig().scratch
+    config.steps, config.batch_size = 18, 3
+    frames = np.array([0, 8, 16])
+    stage = ScratchPriorStage(generator, prepared, frames, lpips, config, seed=0, device="cpu")
+    first = stage.step(0)
+    for i in range(1, stage.total_steps):
+        last = stage.step(i)
+    assert last["mse"] < 0.5 * first["mse"] and last["lpips"] < first["lpips"], (first, last)
+    assert stage.pivots_ws().shape == (3, generator.num_ws, 16)
+    assert not torch.equal(stage.pivots_ws()[0], stage.pivots_ws()[1])
+
+
+# --------------------------------------------------------------------------- stage 2
+
+class TinyIdentity(nn.Module):
+    """A stand-in for ArcFace IR-SE50: any differentiable image -> embedding net honours the interface."""
+
+    name = "tiny-identity"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                                 nn.Linear(32, 16))
+        self.requires_grad_(False)
+
+    def forward(self, images):
+        return self.net(images)
+
+
+class TinyEstimator(nn.Module):
+    """A stand-in for DECA's encoder: image -> global pose, jaw, expression (no neck, like DECA)."""
+
+    name = "tiny-estimator"
+
+    def __init__(self, num_expressions):
+        super().__init__()
+        torch.manual_seed(6)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                                 nn.Linear(32, 6 + num_expressions + 4))
+        self.requires_grad_(False)
+
+    def forward(self, images):
+        out = self.net(images)
+        return ChannelEstimate(global_pose=out[:, :3], jaw=out[:, 3:6], expression=out[:, 6:])
+
+
+def test_loss_functions():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=gen) * 2 - 1
+    encoder = TinyIdentity()
+    assert identity_loss(encoder, x, x).item() == pytest.approx(0, abs=1e-6)
+    assert identity_loss(encoder, x, x.flip(0)).item() > 0
+    jaw_expr = torch.zeros(2, 3 + 4)
+    perturbed = perturb_expression(jaw_expr, 0.5, gen)
+    assert torch.equal(perturbed[:, :3], jaw_expr[:, :3]) and perturbed[:, 3:].abs().sum() > 0
+    exact = ChannelEstimate(global_pose=torch.zeros(2, 3), jaw=perturbed[:, :3], expression=perturbed[:, 3:])
+    assert expression_matching_loss(exact, perturbed).item() == 0
+    assert expression_matching_loss(exact, jaw_expr).item() > 0
+    with pytest.raises(ValueError, match="expression coefficients"):
+        expression_matching_loss(ChannelEstimate(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 2)), jaw_expr)
+    moved = ChannelEstimate(global_pose=torch.ones(2, 3), jaw=exact.jaw, expression=exact.expression,
+                            neck=torch.ones(2, 3))
+    still = ChannelEstimate(global_pose=torch.zeros(2, 3), jaw=exact.jaw, expression=exact.expression,
+                            neck=torch.zeros(2, 3))
+    assert pose_consistency_loss(moved, still).item() == pytest.approx(2.0)
+    assert pose_consistency_loss(still, still).item() == 0
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    a = torch.zeros(1, 3, 16, 16)
+    inside = a.clone()
+    inside[..., 5:11, 5:11] = 1  # a change inside the eye/mouth mask costs nothing
+    assert masked_consistency_loss(inside, a, mask).item() == 0
+    outside = a.clone()
+    outside[..., 0, 0] = 1
+    assert masked_consistency_loss(outside, a, mask).item() > 0
+    assert latent_regularizer(torch.ones(1, 2, 4), torch.zeros(1, 3)).item() == 1.0
+
+
+def _mapper_stage(clip, prepared, lpips, networks=FitNetworks(), **overrides):
+    config = FitConfig().with_overrides({"mapper.loss_resolution": None, "mapper.lr": 5e-3, "mapper.batch_size": 4,
+                                         **overrides})
+    generator = copy.deepcopy(clip.subject.generator)
+    with torch.no_grad():  # a trained generator's noise strengths are not zero (a random one's are)
+        for layer in noise_layers(generator):
+            layer.noise_strength.fill_(0.05)
+    torch.manual_seed(0)
+    model = PVPModel(MapperConfig(num_pivots=6, num_expressions=6), generator.num_ws, 32)
+    with torch.no_grad():
+        model.pivots.copy_(clip.subject.model.pivots)
+    stage = MapperStage(generator, model, prepared, clip.channels, np.arange(18), clip.layout, lpips, networks,
+                        config.mapper, config.mask, tune_generator=False, seed=0, device="cpu")
+    return stage, generator, model
+
+
+def test_mapper_training_lowers_held_out_error(clip, prepared, lpips):
+    stage, generator, model = _mapper_stage(clip, prepared, lpips, **{"mapper.steps": 30})
+    assert stage.active_losses() == ["mse", "lpips", "regularizer", "consistency"]
+    held = np.arange(18, 24)
+    truth = (prepared.images(held, "cpu") + 1) / 2
+
+    def held_out_mse():
+        return F.mse_loss(render_channels(generator, model, clip.channels[held], clip.layout, "cpu"), truth).item()
+
+    untrained = held_out_mse()
+    weights_before = [p.clone() for p in generator.synthesis.parameters()]
+    for i in range(stage.total_steps):
+        losses = stage.step(i)
+    stage.finish()
+    trained = held_out_mse()
+    assert trained < 0.7 * untrained, (untrained, trained)
+    assert losses["consistency"] >= 0
+    # The generator's weights are frozen; only its constant noise maps were trained.
+    assert all(torch.equal(a, b) for a, b in zip(weights_before, generator.synthesis.parameters()))
+    assert not torch.equal(generator.synthesis.b8.conv1.noise_const,
+                           clip.subject.generator.synthesis.b8.conv1.noise_const)
+    assert not any(layer.noise_const.requires_grad for layer in noise_layers(generator))
+
+
+@pytest.mark.parametrize("weight, network", [("identity", "identity"), ("expression", "estimator"),
+                                             ("pose", "estimator")])
+def test_network_losses_train_the_mappers_on_their_own(clip, prepared, lpips, weight, network):
+    """With every other weight at zero, each network-based loss alone moves the mappers."""
+    networks = FitNetworks(identity=TinyIdentity()) if network == "identity" else \
+        FitNetworks(estimator=TinyEstimator(6))
+    zero = {f"mapper.{k}_weight": 0.0 for k in ("mse", "lpips", "regularizer", "identity", "expression", "pose",
+                                                 "consistency")}
+    # Break the symmetry of the zero-initialised last layers so gradients reach every layer.
+    overrides = {**zero, f"mapper.{weight}_weight": 1.0, "mapper.train_noise": False}
+    stage, _, model = _mapper_stage(clip, prepared, lpips, networks, **overrides)
+    with torch.no_grad():
+        for mlp in [model.pose_mapper.mlp, *model.expression_mapper.layers]:
+            mlp[2].weight.normal_(0, 0.05)
+    before = [p.clone() for p in model.parameters()]
+    losses = stage.step(0)
+    assert weight in losses and losses[weight] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert set(stage.active_losses()) >= {weight}
