@@ -263,3 +263,25 @@ def test_eye_mouth_mask():
     opened = eye_mouth_mask(canonical_landmarks(512, jaw_open=0.5), 512)
     assert (opened > 0.5).sum() > (mask > 0.5).sum()
     assert face_template().shape == (68, 2)
+
+
+def test_tracker_output_is_a_fit_channel_input(tmp_path):
+    """A DECA codes file (pose = global 3 + jaw 3, exp 50) feeds the fit like a channel file."""
+    count = 12
+    folder = _frames(tmp_path / "frames", count)
+    rng = np.random.default_rng(1)
+    yaw = np.linspace(-0.4, 0.4, count)
+    global_pose = np.stack([np.zeros(count), yaw, np.zeros(count)], 1)  # axis-angle about +y = pure yaw
+    jaw = np.stack([rng.uniform(0, 0.3, count), np.zeros(count), np.zeros(count)], 1)
+    expression = rng.normal(size=(count, 50))
+    deca = tmp_path / "deca_codes.npz"
+    np.savez(deca, pose=np.concatenate([global_pose, jaw], 1).astype(np.float32), exp=expression.astype(np.float32),
+             cam=np.tile([[9.0, 0.0, 0.0]], (count, 1)).astype(np.float32))
+    inputs = inspect_inputs(folder, deca, LAYOUT, DataConfig())
+    np.testing.assert_allclose(inputs.channels[:, LAYOUT.index("head_yaw")], yaw, atol=1e-5)
+    np.testing.assert_allclose(inputs.channels[:, LAYOUT.slice("jaw")], jaw, atol=1e-6)
+    np.testing.assert_allclose(inputs.channels[:, LAYOUT.slice("expression")], expression[:, :4], atol=1e-6)
+    short = tmp_path / "short.npz"
+    np.savez(short, pose=np.zeros((5, 6), np.float32), exp=np.zeros((5, 50), np.float32),
+             cam=np.zeros((5, 3), np.float32))
+    _fails(["short.npz", "5 frames", "12 frames"], inspect_inputs, folder, short, LAYOUT, DataConfig())

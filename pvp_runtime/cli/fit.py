@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..contract.errors import PVPError
+from ..formats.channel_sources import SOURCES
 
 log = logging.getLogger("pvp.fit")
 
@@ -70,7 +71,10 @@ def add_parser(subparsers) -> None:
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     inputs = parser.add_argument_group("inputs")
     inputs.add_argument("frames", nargs="?", help="video file or folder of frame images")
-    inputs.add_argument("channels", nargs="?", help="per-frame rig channels (.csv, .json or .npz)")
+    inputs.add_argument("channels", nargs="?", help="per-frame rig channels (.csv, .json or .npz) or tracker "
+                        "output (DECA/SMIRK .npz, EMOCA folder, feats.json)")
+    inputs.add_argument("--channel-source", choices=SOURCES, default="auto",
+                        help="layout of CHANNELS (default: detected from its contents)")
     inputs.add_argument("-o", "--output", type=Path, required=True,
                         help="output folder: checkpoint, report, contact sheet, bundle")
     inputs.add_argument("--landmarks", help="68 landmarks per frame in frame pixels (.npy [F,68,2], .npz "
@@ -191,6 +195,7 @@ def run_fit(args) -> int:
         if not args.frames or not args.channels:
             raise PVPError("FRAMES and CHANNELS are required (or --resume to continue a fit)")
         request = FitRequest(frames=args.frames, channels=args.channels, config=config,
+                             channel_source=args.channel_source,
                              num_expressions=args.expressions or 50, landmarks=args.landmarks, mattes=args.mattes,
                              generator=args.generator, e4e=args.e4e, arcface=args.arcface, deca=args.deca,
                              name=args.name or out.resolve().name, bundle=args.bundle)

@@ -9,7 +9,9 @@ Layouts
   frames     a video file (anything OpenCV decodes) or a folder of images, sorted
              by natural order (frame_2 before frame_10); all the same size.
   channels   a channel file in the runtime's layout (.csv/.json/.npz, see
-             ``contract/channel_files.py``), one record per frame.
+             ``contract/channel_files.py``) or a tracker's output (DECA/SMIRK
+             codes, EMOCA folder, feats.json: ``formats/channel_sources.py``),
+             one record per frame.
   landmarks  68 iBUG points per frame in frame pixels (x right, y down):
              ``.npy`` [F, 68, 2], ``.npz`` with a ``landmarks`` array, or
              ``.json`` ``{"landmarks": [[[x, y], ...], ...]}``.
@@ -30,7 +32,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..contract.channel_files import read_channel_file
+from ..formats.channel_sources import read_any_channels
 from ..contract.channels import ChannelLayout
 from ..contract.errors import PVPError
 from .config import DataConfig
@@ -231,9 +233,9 @@ def read_landmarks(path: str | Path) -> np.ndarray:
 
 def inspect_inputs(frames: str | Path, channels: str | Path, layout: ChannelLayout, config: DataConfig,
                    landmarks: str | Path | None = None, mattes: str | Path | None = None,
-                   min_train_frames: int = 1) -> FitInputs:
+                   min_train_frames: int = 1, channel_source: str = "auto") -> FitInputs:
     """Validate every input against the others; nothing is written and no training runs."""
-    clip = read_channel_file(channels, layout)
+    clip = read_any_channels(channels, layout, channel_source)
     landmark_array = read_landmarks(landmarks) if landmarks is not None else None
     source = FrameSource.open(frames, "frames")
     if len(clip.frames) != source.count:

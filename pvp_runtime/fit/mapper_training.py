@@ -77,7 +77,7 @@ class MapperStage(TrainingStage):
         self.use_identity = networks.identity is not None and config.identity_weight > 0
 
     def active_losses(self) -> list[str]:
-        active = ["mse", "lpips", "regularizer"]
+        active = ["mse", "lpips", "regularizer"] if self.config.lpips_weight > 0 else ["mse", "regularizer"]
         active += ["identity"] if self.use_identity else []
         active += ["expression", "pose"] if self.use_estimator else []
         active += ["consistency"] if self.use_consistency else []
@@ -98,10 +98,11 @@ class MapperStage(TrainingStage):
         size = self.loss_resolution
         small, small_targets = area_downsample(images, size), area_downsample(targets, size)
         losses = {"mse": F.mse_loss(small, small_targets),
-                  "lpips": self.lpips(small, small_targets).mean(),
                   "regularizer": latent_regularizer(terms["delta"], terms["residual"])}
-        total = (config.mse_weight * losses["mse"] + config.lpips_weight * losses["lpips"]
-                 + config.regularizer_weight * losses["regularizer"])
+        total = config.mse_weight * losses["mse"] + config.regularizer_weight * losses["regularizer"]
+        if config.lpips_weight > 0:  # a weight of 0 also skips the network (the costliest loss on a CPU)
+            losses["lpips"] = self.lpips(small, small_targets).mean()
+            total = total + config.lpips_weight * losses["lpips"]
         if self.use_identity:
             losses["identity"] = identity_loss(self.networks.identity, images, targets)
             total = total + config.identity_weight * losses["identity"]

@@ -72,6 +72,7 @@ class FitRequest:
     frames: str
     channels: str
     config: FitConfig = field(default_factory=FitConfig)
+    channel_source: str = "auto"   # layout of ``channels``: our channel file or a tracker's output
     num_expressions: int = 50
     landmarks: str | None = None
     mattes: str | None = None
@@ -100,7 +101,8 @@ class FitRequest:
     def inspect(self) -> FitInputs:
         min_train = self.config.pivots.count
         return inspect_inputs(self.frames, self.channels, ChannelLayout(self.num_expressions), self.config.data,
-                              self.landmarks, self.mattes, min_train_frames=min_train)
+                              self.landmarks, self.mattes, min_train_frames=min_train,
+                              channel_source=self.channel_source)
 
 
 @dataclass

@@ -77,12 +77,17 @@ class ScratchPriorStage(TrainingStage):
         chosen = order[batch * self.batch_size:(batch + 1) * self.batch_size]
         images = self.generator.synthesis(self.codes[torch.as_tensor(chosen, device=self.device)], noise_mode="const")
         targets = self.clip.images(self.pivot_frames[chosen], self.device)
-        distance = self.lpips(images, targets)
         mse = F.mse_loss(images, targets)
-        loss = config.lpips_weight * distance.mean() + config.l2_weight * mse
+        loss = config.l2_weight * mse
+        # LPIPS is skipped when nothing uses it: no weight and no stopping threshold.
+        distance = self.lpips(images, targets) if config.lpips_weight > 0 or config.lpips_threshold > 0 else None
+        if distance is not None:
+            loss = loss + config.lpips_weight * distance.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if distance is None:
+            return {"mse": mse.item()}
         self.epoch_lpips_sum += distance.sum().item()
         if batch == self.batches_per_epoch - 1:
             mean = self.epoch_lpips_sum / len(self.pivot_frames)
