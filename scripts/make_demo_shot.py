@@ -28,12 +28,12 @@ from _headless_blender import ENGINE_ID, enable_extension, script_arguments  # n
 
 # Keys per channel: (frame, value) on a 72-frame shot at 24 fps.  Radians for bones,
 # FLAME/PCA units for expressions; all inside the demo subject's training range.
-HEAD_YAW = ((1, 0.0), (16, 0.55), (34, -0.55), (50, 0.0))
+HEAD_YAW = ((1, 0.0), (16, 0.6), (34, -0.6), (50, 0.0))
 HEAD_PITCH = ((1, 0.0), (22, 0.18), (40, -0.15), (56, 0.0))
-JAW_OPEN = ((1, 0.0), (8, 0.0), (16, 0.35), (26, 0.0))
+JAW_OPEN = ((1, 0.0), (8, 0.0), (16, 0.4), (26, 0.0))
 EXPRESSIONS = {
-    "expr_00": ((24, 0.0), (36, 1.6), (52, 0.0)),           # smile
-    "expr_01": ((40, 0.0), (50, 1.6), (60, 0.0)),           # brow raise
+    "expr_00": ((24, 0.0), (36, 2.5), (52, 0.0)),           # smile
+    "expr_01": ((40, 0.0), (50, 2.5), (60, 0.0)),           # brow raise
     "expr_03": ((62, 0.0), (65, 3.0), (68, 0.0)),           # blink
 }
 FRAME_END = 72

@@ -41,6 +41,15 @@ def epoch_order(seed: int, stage: str, epoch: int, count: int) -> np.ndarray:
     return torch.randperm(count, generator=gen).numpy()
 
 
+def epoch_batch(seed: int, stage: str, index: int, count: int, batch_size: int) -> tuple[np.ndarray, bool]:
+    """Step ``index``'s pivots (passes over all pivots in a fresh seeded order each epoch, so a
+    resumed run picks the same ones) and whether the step ends its epoch."""
+    batches_per_epoch = math.ceil(count / batch_size)
+    epoch, batch = divmod(index, batches_per_epoch)
+    order = epoch_order(seed, stage, epoch, count)
+    return order[batch * batch_size:(batch + 1) * batch_size], batch == batches_per_epoch - 1
+
+
 def locality_regularizer(generator: Generator, original: Generator, pivot_ws: torch.Tensor, z: torch.Tensor,
                          config: PTIConfig, lpips: LPIPS) -> torch.Tensor:
     with torch.no_grad():
@@ -87,9 +96,7 @@ class PTIStage(TrainingStage):
 
     def step(self, index: int) -> dict[str, float]:
         config = self.config
-        epoch, batch = divmod(index, self.batches_per_epoch)
-        order = epoch_order(self.seed, self.name, epoch, len(self.pivot_frames))
-        chosen = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+        chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), config.batch_size)
         ws = self.pivots_ws[torch.as_tensor(chosen, device=self.device)]
         images = self.generator.synthesis(ws, noise_mode="const")
         targets = self.clip.images(self.pivot_frames[chosen], self.device)
@@ -108,7 +115,7 @@ class PTIStage(TrainingStage):
         loss.backward()
         self.optimizer.step()
         self.epoch_lpips_sum += distance.sum().item()
-        if batch == self.batches_per_epoch - 1:
+        if ends_epoch:
             mean = self.epoch_lpips_sum / len(self.pivot_frames)
             self.epoch_lpips.append(mean)
             self.epoch_lpips_sum = 0.0

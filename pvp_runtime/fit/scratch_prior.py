@@ -17,7 +17,6 @@ Nothing here knows faces in general: quality is bounded by the clip itself.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
 from .lpips import LPIPS
 from .prepared import PreparedClip
-from .pti import epoch_order
+from .pti import epoch_batch
 from .rng import derived_seed
 from .stage import TrainingStage
 
@@ -61,7 +60,6 @@ class ScratchPriorStage(TrainingStage):
         self.optimizer = torch.optim.Adam([{"params": synthesis, "lr": config.generator_lr},
                                            {"params": [self.codes], "lr": config.code_lr}], betas=(0.0, 0.99))
         self.batch_size = min(config.batch_size, len(self.pivot_frames))
-        self.batches_per_epoch = math.ceil(len(self.pivot_frames) / self.batch_size)
         self.total_steps = config.steps
         self.epoch_lpips_sum = 0.0
         self._converged = False
@@ -72,9 +70,7 @@ class ScratchPriorStage(TrainingStage):
 
     def step(self, index: int) -> dict[str, float]:
         config = self.config
-        epoch, batch = divmod(index, self.batches_per_epoch)
-        order = epoch_order(self.seed, self.name, epoch, len(self.pivot_frames))
-        chosen = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
         images = self.generator.synthesis(self.codes[torch.as_tensor(chosen, device=self.device)], noise_mode="const")
         targets = self.clip.images(self.pivot_frames[chosen], self.device)
         mse = F.mse_loss(images, targets)
@@ -89,7 +85,7 @@ class ScratchPriorStage(TrainingStage):
         if distance is None:
             return {"mse": mse.item()}
         self.epoch_lpips_sum += distance.sum().item()
-        if batch == self.batches_per_epoch - 1:
+        if ends_epoch:
             mean = self.epoch_lpips_sum / len(self.pivot_frames)
             self.epoch_lpips_sum = 0.0
             self._converged = config.lpips_threshold > 0 and mean <= config.lpips_threshold
