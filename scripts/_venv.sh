@@ -1,17 +1,29 @@
 # Shared by scripts/test.sh and scripts/demo.sh: one virtual environment with the
-# runtime, the test tools and the bpy wheel (Blender as a Python module).
+# runtime and the bpy wheel (Blender as a Python module), plus the test tools for test.sh.
 # torch is pinned in pyproject.toml and installed in the same pip command as every
 # package that depends on it, so pip never reaches for a CUDA build.
+# Usage: ensure_venv EXTRAS   (e.g. "blender" for the demo, "test,blender" for the tests)
 ensure_venv() {
+    local extras="$1"
     local python="${PYTHON:-python3.11}"
     local stamp=".venv/.pvp-installed"
     local wanted
-    wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-    if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
-        return 0
+    wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) [$extras]"
+    # Up to date when the stamp names this pyproject and every extra asked for.
+    if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(head -c 64 "$stamp")" = "${wanted:0:64}" ]; then
+        local have missing=""
+        have="$(cat "$stamp")"
+        for extra in ${extras//,/ }; do
+            case "$have" in *"$extra"*) ;; *) missing=1 ;; esac
+        done
+        [ -z "$missing" ] && return 0
+        local have_extras=""
+        case "$have" in *"["*) have_extras="$(echo "$have" | sed 's/.*\[\(.*\)\]/\1/')" ;; esac
+        extras="${have_extras:+$have_extras,}$extras"
+        wanted="${wanted:0:64} [$extras]"
     fi
     echo "setting up .venv (first run takes a few minutes: torch, bpy, opencv) ..." >&2
     [ -x .venv/bin/python ] || "$python" -m venv .venv
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,blender]"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
     echo "$wanted" > "$stamp"
 }

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-ensure_venv
+ensure_venv blender
 exec .venv/bin/python scripts/demo.py "$@"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-ensure_venv
+ensure_venv blender
 [ -f out/capture/channels.csv ] || \
     .venv/bin/python scripts/make_synthetic_capture.py out/capture --frames 720 --size 128 --seed 7
 if [ -f out/demo_fit/work/checkpoint.safetensors ]; then
