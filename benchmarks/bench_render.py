@@ -1,18 +1,22 @@
 """Render throughput against the machine's own FLOP rate, measured in one run.
 
-    python benchmarks/bench_render.py [--device cpu|cuda] [--batches 1 8 32] [--quick]
+    python benchmarks/bench_render.py [--device cpu|cuda] [--batches 1 8 32] [--quick] [--compare-allocator]
 
 For each generator config and batch size it prints frames/s of ``Avatar.render``
 (mappers + synthesis + colour conversion), the synthesis FLOPs per frame, and
 the ratio of the achieved FLOP rate to the FLOP rate this machine reaches on a
 plain fp32 matmul and on a plain 3x3 convolution, both measured in this run.
 ``floor`` is the time one frame would take at the measured convolution rate.
+``faults/frame`` counts the process's minor page faults per rendered frame: the renderer keeps
+freed host memory (``pvp_runtime.host_memory``) as ``pvp`` and the runtime process do;
+``--compare-allocator`` first runs every row with the OS-default allocator behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pvp_runtime.avatar import Avatar  # noqa: E402
 from pvp_runtime.example_clips import head_turn_clip  # noqa: E402
+from pvp_runtime.host_memory import keep_freed_memory  # noqa: E402
 from pvp_runtime.model.stylegan2 import GeneratorConfig, synthesis_macs, tiny_config  # noqa: E402
 
 
@@ -64,6 +69,10 @@ def measured_conv_flops(device, channels=256, size=32, batch=8):
     return 2 * batch * size * size * channels * channels * 9 / seconds
 
 
+def _minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def bench_config(name, config, batches, device, frames_per_batch_size):
     avatar = Avatar.random(config, num_pivots=16, num_expressions=50, device=device)
     flops = 2 * synthesis_macs(config)
@@ -73,11 +82,13 @@ def bench_config(name, config, batches, device, frames_per_batch_size):
         clip = head_turn_clip(avatar.layout, count)
         avatar.render(clip[:batch], batch_size=batch, outputs=("linear",))  # warm-up
         _sync(device)
+        faults = _minor_faults()
         start = time.perf_counter()
         avatar.render(clip, batch_size=batch, outputs=("linear",))
         _sync(device)
         seconds = time.perf_counter() - start
-        rows.append((name, config.resolution, batch, count, count / seconds, flops))
+        rows.append((name, config.resolution, batch, count, count / seconds, flops,
+                     (_minor_faults() - faults) / count))
     return rows
 
 
@@ -86,6 +97,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--quick", action="store_true", help="skip config-f 256 (a smoke run)")
+    parser.add_argument("--compare-allocator", action="store_true",
+                        help="also run every row with the OS-default allocator behaviour, first")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -100,20 +113,28 @@ def main(argv=None):
     if not args.quick:
         configs.append(("config-f", GeneratorConfig(resolution=256)))
     slow = device.type == "cpu"
-    rows = []
-    for name, config in configs:
-        heavy = config.channel_max >= 512 and slow
-        rows += bench_config(name, config, args.batches, device,
-                             (lambda b: b) if heavy else (lambda b: max(b, 32)))
+
+    def run_all(label):
+        rows = []
+        for name, config in configs:
+            heavy = config.channel_max >= 512 and slow
+            rows += [(label, *row) for row in bench_config(name, config, args.batches, device,
+                                                           (lambda b: b) if heavy else (lambda b: max(b, 32)))]
+        return rows
+
+    # mallopt cannot be undone cleanly, so the OS-default rows must come first.
+    rows = run_all("default") if args.compare_allocator else []
+    keep_freed_memory()
+    rows += run_all("kept")
     print()
-    print(f"{'config':<10} {'res':>4} {'batch':>5} {'frames':>6} {'frames/s':>9} {'GFLOP/frame':>11} "
-          f"{'floor ms':>9} {'actual ms':>9} {'floor/actual':>12} {'vs matmul':>9}")
-    for name, res, batch, count, fps, flops in rows:
+    print(f"{'memory':<8} {'config':<10} {'res':>4} {'batch':>5} {'frames':>6} {'frames/s':>9} {'GFLOP/frame':>11} "
+          f"{'floor ms':>9} {'actual ms':>9} {'floor/actual':>12} {'vs matmul':>9} {'faults/frame':>12}")
+    for label, name, res, batch, count, fps, flops, faults in rows:
         floor_s = flops / conv
         actual_s = 1 / fps
-        print(f"{name:<10} {res:>4} {batch:>5} {count:>6} {fps:>9.2f} {flops / 1e9:>11.2f} "
+        print(f"{label:<8} {name:<10} {res:>4} {batch:>5} {count:>6} {fps:>9.2f} {flops / 1e9:>11.2f} "
               f"{floor_s * 1e3:>9.1f} {actual_s * 1e3:>9.1f} {floor_s / actual_s:>12.2f} "
-              f"{flops * fps / matmul:>9.2f}")
+              f"{flops * fps / matmul:>9.2f} {faults:>12.0f}")
     print("\nfloor/actual = achieved synthesis FLOP rate / measured conv FLOP rate (1.0 = at the floor).")
     return 0
 

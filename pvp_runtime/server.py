@@ -28,6 +28,7 @@ import time
 from . import __version__
 from .contract import protocol
 from .contract.errors import PVPError
+from .host_memory import keep_freed_memory, release_freed_memory
 
 log = logging.getLogger("pvp.server")
 PARENT_POLL_SECONDS = 1.0
@@ -131,6 +132,7 @@ class RuntimeServer:
         self.avatar = None
         self.bundle_key = None
         gc.collect()
+        release_freed_memory()
         if cuda:
             import torch
             torch.cuda.empty_cache()
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    keep_freed_memory()
     # The protocol owns the real stdout; everything else printing to fd 1 goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

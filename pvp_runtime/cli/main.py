@@ -13,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..contract.errors import PVPError
+from ..host_memory import keep_freed_memory
 from . import convert_channels, examples, fit, import_generator, info, render, serve
 
 COMMANDS = (info, render, examples, import_generator, convert_channels, fit, serve)
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    keep_freed_memory()  # renders and fits reuse the same large activations every step
     try:
         return int(args.run(args) or 0)
     except PVPError as exc:
