@@ -16,7 +16,6 @@ crop get alpha 0.  Alpha is otherwise 1 until subjects carry a matte.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence

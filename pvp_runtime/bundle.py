@@ -30,6 +30,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from . import __version__
+from .contract.atomic_files import replacing
 from .contract.channels import ChannelLayout, ChannelStats
 from .contract.errors import BundleError, PVPError
 # The manifest layer is torch-free and lives in the contract, which the Blender extension ships.
@@ -121,19 +122,12 @@ def save_bundle(bundle: SubjectBundle, path: str | os.PathLike) -> Path:
     members = {GENERATOR_FILE: _state_bytes(bundle.generator), MAPPERS_FILE: _state_bytes(bundle.model)}
     manifest = bundle.manifest()
     manifest["tensor_files"] = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with replacing(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
             for name, data in members.items():
                 archive.writestr(name, data)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
         load_bundle(tmp)  # never rename something we could not read back
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from ..avatar import Avatar

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic_files import replacing
 from .channels import ChannelLayout, frames_from_columns, frames_from_records
 from .errors import ChannelError
 
@@ -126,8 +127,7 @@ def write_channel_file(path: str | os.PathLike, frames: np.ndarray, layout: Chan
     path = Path(path)
     frames = np.asarray(frames, dtype=np.float32)
     suffix = path.suffix.lower()
-    tmp = path.with_name(path.name + ".partial" + suffix)
-    try:
+    with replacing(path) as tmp:
         if suffix == ".npz":
             columns = {name: frames[:, i] for i, name in enumerate(layout.names)}
             if fps is not None:
@@ -145,7 +145,3 @@ def write_channel_file(path: str | os.PathLike, frames: np.ndarray, layout: Chan
                     writer.writerow([i, *(f"{float(v):.7g}" for v in row)])
         else:
             raise ChannelError(f"{path}: unsupported channel file type {suffix!r}")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -11,7 +11,6 @@ checkpoint, so a kill at any moment leaves either the old or the new one.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
 
+from ..contract.atomic_files import replacing
 from ..contract.errors import PVPError
 
 FORMAT = "pvp-fit-checkpoint"
@@ -33,17 +33,9 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) ->
     path = Path(path)
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     data = save_safetensors(cpu, metadata={"format": FORMAT, "version": str(VERSION), "state": json.dumps(meta)})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
         load_checkpoint(tmp)  # never replace a good checkpoint with one we cannot read
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..contract.atomic_files import write_text_atomically
 from ..contract.errors import PVPError
 
 LPIPS_NETS = ("vgg", "alex")
@@ -198,10 +199,7 @@ class FitConfig:
         return cls.from_dict(data, str(path))
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomically(path, self.to_json() + "\n")
 
     def with_overrides(self, assignments: dict[str, Any], source: str = "--set") -> "FitConfig":
         """Apply ``{"section.key": value}`` (or ``{"seed": value}``) and re-validate."""
@@ -225,7 +223,7 @@ class FitConfig:
             if not ok:
                 raise ConfigError(f"{source}: {key} {rule}, got {_lookup(self, key)!r}")
 
-        d, p, pr, t, s, m, k = self.data, self.pivots, self.projector, self.pti, self.scratch, self.mapper, self.mask
+        d, p, t, s, m, k = self.data, self.pivots, self.pti, self.scratch, self.mapper, self.mask
         need(0 < d.held_out_fraction < 1, "data.held_out_fraction", "must be between 0 and 1")
         need(d.held_out_frames is None or d.held_out_frames >= 1, "data.held_out_frames", "must be at least 1")
         need(d.landmark_smoothing_sigma >= 0, "data.landmark_smoothing_sigma", "must be >= 0")

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from .. import __version__
 from ..bundle import SubjectBundle, default_provenance, save_bundle
+from ..contract.atomic_files import replacing, write_text_atomically
 from ..contract.channels import ChannelLayout, ChannelStats
 from ..contract.errors import PVPError
 from ..image_io import write_png
@@ -134,12 +134,6 @@ def input_fingerprint(request: FitRequest, inputs: FitInputs) -> dict:
             "generator": _file_digest(request.generator), "e4e": _file_digest(request.e4e),
             "frames": source(inputs.frames),
             "mattes": source(inputs.mattes)}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class FitRun:
@@ -418,15 +412,13 @@ class FitRun:
                                        self.config.eval.batch_size)
         self.meta["timings"]["evaluate"] = time.monotonic() - began
         report = self.report(evaluation, clip)
-        _atomic_write_text(self.out_dir / REPORT, json.dumps(report, indent=2) + "\n")
+        write_text_atomically(self.out_dir / REPORT, json.dumps(report, indent=2) + "\n")
         if self.config.eval.contact_sheet_frames > 0:
-            sheet_tmp = self.out_dir / f".{SHEET}.partial.png"
-            write_png(sheet_tmp, evaluation_sheet(evaluation, self.config.eval.contact_sheet_frames))
-            os.replace(sheet_tmp, self.out_dir / SHEET)
-        alignment_tmp = self.out_dir / f".{ALIGNMENT}.partial.npz"
-        np.savez(alignment_tmp, frame_to_crop=np.asarray(clip.transforms),
-                 **({"crop_landmarks": np.asarray(clip.landmarks)} if clip.landmarks is not None else {}))
-        os.replace(alignment_tmp, self.out_dir / ALIGNMENT)
+            with replacing(self.out_dir / SHEET) as sheet_tmp:
+                write_png(sheet_tmp, evaluation_sheet(evaluation, self.config.eval.contact_sheet_frames))
+        with replacing(self.out_dir / ALIGNMENT) as alignment_tmp:
+            np.savez(alignment_tmp, frame_to_crop=np.asarray(clip.transforms),
+                     **({"crop_landmarks": np.asarray(clip.landmarks)} if clip.landmarks is not None else {}))
         bundle = SubjectBundle(
             name=self.request.name, generator=self.generator, model=self.model,
             channel_stats=ChannelStats.of(self.inputs.channels[self.inputs.split.train]),

@@ -15,7 +15,6 @@ Each file is written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..contract.atomic_files import replacing
 from .alignment import alignment_transforms, passthrough_transform, transform_points, warp
 from .checkpoint import CheckpointError
 from .data import FitInputs
@@ -58,9 +58,8 @@ class PreparedClip:
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".partial.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        np.save(tmp, array)
 
 
 def prepare_clip(inputs: FitInputs, resolution: int, sigma: float, work_dir: Path) -> PreparedClip:
@@ -71,22 +70,23 @@ def prepare_clip(inputs: FitInputs, resolution: int, sigma: float, work_dir: Pat
     else:
         transforms = np.repeat(passthrough_transform(inputs.frames.width, resolution)[None], count, axis=0)
         crop_landmarks = None
-    frames_tmp = work_dir / (FILES["frames"] + ".partial.npy")
-    frames = np.lib.format.open_memmap(frames_tmp, mode="w+", dtype=np.uint8, shape=(count, resolution, resolution, 3))
-    for i, image in enumerate(tqdm(inputs.frames, total=count, desc="align", unit="frame", disable=None)):
-        frames[i] = warp(image, transforms[i], resolution)
-    frames.flush()
-    del frames
-    mattes = None
-    if inputs.mattes is not None:
-        mattes = np.empty((count, resolution, resolution), dtype=np.uint8)
-        for i, matte in enumerate(inputs.mattes):
-            mattes[i] = warp(matte, transforms[i], resolution, matte=True)
-        _save(work_dir / FILES["mattes"], mattes)
-    if crop_landmarks is not None:
-        _save(work_dir / FILES["landmarks"], crop_landmarks.astype(np.float32))
-    _save(work_dir / FILES["transforms"], transforms)
-    os.replace(frames_tmp, work_dir / FILES["frames"])  # last: its presence marks a finished preparation
+    # The frames file is renamed into place last: its presence marks a finished preparation.
+    with replacing(work_dir / FILES["frames"]) as frames_tmp:
+        frames = np.lib.format.open_memmap(frames_tmp, mode="w+", dtype=np.uint8,
+                                           shape=(count, resolution, resolution, 3))
+        for i, image in enumerate(tqdm(inputs.frames, total=count, desc="align", unit="frame", disable=None)):
+            frames[i] = warp(image, transforms[i], resolution)
+        frames.flush()
+        del frames
+        mattes = None
+        if inputs.mattes is not None:
+            mattes = np.empty((count, resolution, resolution), dtype=np.uint8)
+            for i, matte in enumerate(inputs.mattes):
+                mattes[i] = warp(matte, transforms[i], resolution, matte=True)
+            _save(work_dir / FILES["mattes"], mattes)
+        if crop_landmarks is not None:
+            _save(work_dir / FILES["landmarks"], crop_landmarks.astype(np.float32))
+        _save(work_dir / FILES["transforms"], transforms)
     log.info("aligned %d frames to %dx%d (%s)", count, resolution, resolution,
              "FFHQ crop from landmarks" if inputs.landmarks is not None else "pass-through")
     return open_prepared(work_dir, count, resolution, inputs.landmarks is not None, inputs.mattes is not None)

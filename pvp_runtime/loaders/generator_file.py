@@ -29,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .. import __version__
+from ..contract.atomic_files import replacing
 from ..contract.errors import AssetError
 from ..formats.safe_pickle import PersistentObject
 from ..model.stylegan2 import Generator, GeneratorConfig
@@ -65,14 +66,9 @@ def save_generator_file(generator: Generator, path: str | os.PathLike, provenanc
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
                 "config": json.dumps(generator.config.to_dict(), sort_keys=True),
                 "provenance": json.dumps({"tool": f"pvp-avatar {__version__}", **(provenance or {})}, sort_keys=True)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with replacing(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
         load_generator_file(tmp)  # never rename something we could not read back
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
