@@ -128,3 +128,26 @@ def test_reenactment_normalisation():
     assert np.allclose(expression.std(axis=0), 0.5, atol=1e-3)
     assert np.all(out[:, layout.index("head_yaw")] == 0.5)  # pose is left alone
     assert np.allclose(out[:, layout.slice("jaw")], 0.2)     # constant channels land on the subject's mean
+
+
+def test_expression_channels_match_by_number_and_extra_ones_are_dropped(caplog):
+    layout = ChannelLayout(num_expressions=10)
+    columns = {"head_yaw": [0.1, 0.2], "expr_003": [1.0, 2.0], "expr_10": [0.0, 0.0], "expr_49": [0.0, 0.5]}
+    with caplog.at_level("INFO"):
+        frames = frames_from_columns(columns, layout, "clip.csv")
+    assert frames[:, layout.index("expr_03")].tolist() == [1.0, 2.0]
+    assert frames[:, layout.index("head_yaw")].tolist() == pytest.approx([0.1, 0.2])
+    assert "dropped 2 more (expr_10..expr_49), non-zero in expr_49" in caplog.text
+    records = [{"expr_09": 1.0, "expr_60": 0.0}]
+    assert frames_from_records(records, layout)[0, layout.index("expr_09")] == 1.0
+
+
+@pytest.mark.parametrize("name", ["expr_400", "head_yawn", "expr_1", "expr"])
+def test_unknown_channel_names_are_still_errors(name):
+    with pytest.raises(ChannelError, match=f"clip.csv: unknown channel '{name}'"):
+        frames_from_columns({name: [0.0]}, ChannelLayout(num_expressions=10), "clip.csv")
+
+
+def test_a_dropped_channel_with_nan_is_still_refused():
+    with pytest.raises(ChannelError, match="clip.csv: frame 1, channel 'expr_20' is nan"):
+        frames_from_columns({"expr_20": [0.0, float("nan")]}, ChannelLayout(num_expressions=10), "clip.csv")

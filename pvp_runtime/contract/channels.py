@@ -43,13 +43,18 @@ the mappers receive is that of the composed rotation ``R_global @ R_neck``
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import ChannelError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NUM_EXPRESSIONS = 50
 DEG = math.pi / 180.0
@@ -104,6 +109,10 @@ EXPRESSION_SOFT_LIMIT = 3.0
 EXPRESSION_HARD_LIMIT = 12.0
 
 
+MAX_EXPRESSIONS = 400  # a generous bound: FLAME's model files hold 100 expression components
+_EXPRESSION_NAME = re.compile(r"expr_(\d{2,3})")
+
+
 def expression_name(index: int, num_expressions: int = DEFAULT_NUM_EXPRESSIONS) -> str:
     width = max(2, len(str(num_expressions - 1)))
     return f"expr_{index:0{width}d}"
@@ -126,8 +135,9 @@ class ChannelLayout:
     num_expressions: int = DEFAULT_NUM_EXPRESSIONS
 
     def __post_init__(self):
-        if not isinstance(self.num_expressions, int) or not 1 <= self.num_expressions <= 400:
-            raise ChannelError(f"expression count must be an integer in 1..400, got {self.num_expressions!r}")
+        if not isinstance(self.num_expressions, int) or not 1 <= self.num_expressions <= MAX_EXPRESSIONS:
+            raise ChannelError(f"expression count must be an integer in 1..{MAX_EXPRESSIONS}, "
+                               f"got {self.num_expressions!r}")
 
     @property
     def specs(self) -> tuple[ChannelSpec, ...]:
@@ -143,10 +153,37 @@ class ChannelLayout:
 
     def index(self, name: str) -> int:
         try:
-            return self.names.index(name)
-        except ValueError:
-            raise ChannelError(f"unknown channel {name!r} (expected one of head_*, neck_*, jaw_*, "
-                               f"expr_00..{self.names[9 + self.num_expressions - 1]}, eye_*)") from None
+            return self._columns[name]
+        except KeyError:
+            raise ChannelError(self._unknown(name)) from None
+
+    def column_of(self, name: str, source: str = "channels") -> int | None:
+        """The column a named channel fills; None for an expression coefficient past this subject's.
+
+        Clips come from subjects and trackers with other expression counts (50, 100, 300 ...),
+        and FLAME's components are ordered by variance, so ``expr_N`` means the same component
+        everywhere: it is matched by number (``expr_007`` is ``expr_07``), and numbers past
+        this subject's count are dropped by the caller.  Anything else unknown is a typo.
+        """
+        columns = self._columns
+        if name in columns:
+            return columns[name]
+        match = _EXPRESSION_NAME.fullmatch(name)
+        if match:
+            number = int(match.group(1))
+            if number < self.num_expressions:
+                return columns[expression_name(number, self.num_expressions)]
+            if number < MAX_EXPRESSIONS:
+                return None
+        raise ChannelError(f"{source}: {self._unknown(name)}")
+
+    def _unknown(self, name: str) -> str:
+        return (f"unknown channel {name!r} (expected one of head_*, neck_*, jaw_*, "
+                f"expr_00..{self.names[9 + self.num_expressions - 1]}, eye_*)")
+
+    @cached_property
+    def _columns(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
 
     def slice(self, group: str) -> slice:
         names = [spec.group for spec in self.specs]
@@ -210,45 +247,82 @@ def frames_from_records(records: Sequence[Mapping[str, float]], layout: ChannelL
     unknown names are errors because they are almost always typos.
     """
     array = layout.defaults(len(records))
-    known = {name: i for i, name in enumerate(layout.names)}
+    dropped = _DroppedExpressions(source, layout)
     for frame, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise ChannelError(f"{source}: frame {frame} is not a mapping of channel names to values")
         for name, value in record.items():
-            if name not in known:
-                raise ChannelError(f"{source}: frame {frame}: unknown channel {name!r}")
+            column = layout.column_of(name, f"{source}: frame {frame}")
             try:
-                array[frame, known[name]] = float(value)
+                value = float(value)
             except (TypeError, ValueError):
                 raise ChannelError(f"{source}: frame {frame}, channel '{name}': {value!r} is not a number") from None
+            if column is None:
+                dropped.add(name, [value], frame)
+            else:
+                array[frame, column] = value
+    dropped.report()
     return validate_frames(array, layout, source)
 
 
 def frames_from_columns(columns: Mapping[str, Iterable[float]], layout: ChannelLayout,
                         source: str = "channels") -> np.ndarray:
     """Build a frame array from ``{name: per-frame values}`` columns."""
-    known = {name: i for i, name in enumerate(layout.names)}
     lengths = set()
     converted = {}
+    dropped = _DroppedExpressions(source, layout)
     for name, values in columns.items():
-        if name not in known:
-            raise ChannelError(f"{source}: unknown channel {name!r}")
+        column_index = layout.column_of(name, source)
         try:
             column = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
             raise ChannelError(f"{source}: channel '{name}' holds values that are not numbers") from None
         if column.ndim != 1:
             raise ChannelError(f"{source}: channel '{name}' must be one value per frame, got shape {column.shape}")
-        converted[name] = column
         lengths.add(len(column))
-    if not converted:
+        if column_index is None:
+            dropped.add(name, column)
+        else:
+            converted[column_index] = column
+    if not lengths:
         raise ChannelError(f"{source}: no channels found")
     if len(lengths) != 1:
         raise ChannelError(f"{source}: channels have different frame counts {sorted(lengths)}")
     array = layout.defaults(lengths.pop())
-    for name, column in converted.items():
-        array[:, known[name]] = column
+    for column_index, column in converted.items():
+        array[:, column_index] = column
+    dropped.report()
     return validate_frames(array, layout, source)
+
+
+class _DroppedExpressions:
+    """Expression channels past the subject's count: dropped, and said so when they move."""
+
+    def __init__(self, source: str, layout: ChannelLayout):
+        self.source, self.layout = source, layout
+        self.names: dict[str, bool] = {}  # name -> holds a non-zero value
+
+    def add(self, name: str, values, first_frame: int = 0) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        broken = np.flatnonzero(~np.isfinite(values))
+        if broken.size:  # unused, but a NaN still means the tracking broke there
+            frame = int(broken[0])
+            raise ChannelError(f"{self.source}: frame {first_frame + frame}, channel '{name}' is "
+                               f"{values[frame]} (not a finite number)")
+        self.names[name] = self.names.get(name, False) or bool(np.any(values != 0))
+
+    def report(self) -> None:
+        if not self.names:
+            return
+        moving = [name for name, nonzero in self.names.items() if nonzero]
+        (log.warning if moving else log.info)(
+            "%s: the subject has %d expression channels; dropped %d more (%s)%s", self.source,
+            self.layout.num_expressions, len(self.names), _name_range(list(self.names)),
+            f", non-zero in {_name_range(moving)}" if moving else "")
+
+
+def _name_range(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
 
 
 # --------------------------------------------------------------------------- rotations
