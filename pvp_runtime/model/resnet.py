@@ -76,4 +76,6 @@ class ResNetTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), kernel_size=3, stride=2, padding=1)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return x.mean(dim=(2, 3))
+        # Global average pooling as DECA's AvgPool2d(7) over a 224 input's 7x7 map: the same kernel, so the
+        # same summation order and bit-identical features (a .mean() differs by float rounding).
+        return F.avg_pool2d(x, kernel_size=x.shape[-2:]).flatten(1)
