@@ -19,7 +19,9 @@ otherwise).
 :class:`DecaEstimator` does that to generator-space images (``[B, 3, H, W]``
 in [-1, 1], the aligned FFHQ-style crop): to [0, 1], the DECA box as a fixed
 fraction of the aligned crop (zero-padded where it leaves the image, as a
-warp with zero fill would), resized to 224 (bilinear, antialiased), the
+warp with zero fill would), resized to 224 (bilinear, antialiased: DECA's
+own warp is not, but a 1024 px render's gradient would then reach only the
+pixels the sparse bilinear taps touch), the
 encoder, and the global pose, jaw and expression out of the code.  The box is
 fixed because alignment puts the face at a fixed place: the 68 landmarks of
 an FFHQ-aligned face span about x 0.19-0.81, y 0.36-0.90 of the crop (eyes at
