@@ -3,18 +3,19 @@
 The released checkpoint is a ``torch.save`` of a dict of state dicts:
 ``E_flame`` (the coarse encoder, used here), ``E_detail`` and ``D_detail``
 (the detail encoder and decoder, not needed), plus ``opt`` / ``global_step``
-in training checkpoints.  ``E_flame``'s state dict saved on its own is read too.  ``E_flame`` is a ResNet-50 trunk without its
-classifier (``encoder.*``, torchvision names, see
-:mod:`pvp_runtime.model.resnet`) followed by an MLP ``layers.0`` (2048 ->
-1024), ReLU, ``layers.2`` (1024 -> 236).  The 236-d code is, in order,
+in training checkpoints; ``E_flame``'s state dict saved on its own is read
+too.  ``E_flame`` is a ResNet-50 trunk without its classifier (``encoder.*``,
+torchvision names, see :mod:`pvp_runtime.model.resnet`) followed by an MLP
+``layers.0`` (2048 -> 1024), ReLU, ``layers.2`` (1024 -> 236).  The 236-d
+code is, in order,
 
     shape 100 | tex 50 | exp 50 | pose 6 (global 3, jaw 3) | cam 3 | light 27 (9 x 3)
 
-all axis-angles (the released model's ``jaw_type`` is axis-angle).  DECA
+the two poses as axis-angles (the released model's ``jaw_type``).  DECA
 feeds the encoder a 224x224 RGB face crop in [0, 1], with no mean/std
 normalisation; the crop is a square of 1.25 x 1.1 x the mean of the 68-landmark
-bounding box's width and height, centred on that box (1.25 x the detector box
-otherwise).
+bounding box's width and height, centred on that box (from a face detector's
+box instead: 1.25 x its mean side, centred 0.12 of that side below its centre).
 
 :class:`DecaEstimator` does that to generator-space images (``[B, 3, H, W]``
 in [-1, 1], the aligned FFHQ-style crop): to [0, 1], the DECA box as a fixed
