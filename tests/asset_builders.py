@@ -9,6 +9,10 @@
 * :func:`rosinality_state_dict` lays a generator out as rosinality's ``g_ema``.
 * :func:`py2_pickle` writes a Python 2 protocol-2 pickle (``str`` data, ``copy_reg``).
 * :func:`tiny_flame_arrays` is a 12-vertex model with every FLAME key, shape and dtype.
+* :func:`deca_e_flame_state` / :func:`deca_checkpoint`: DECA's ``deca_model.tar``,
+  ``torch.save({'E_flame', 'E_detail', 'D_detail'})``, ``E_flame`` at its full size
+  (ResNet-50 trunk in torchvision names + the 2048-1024-236 MLP), names spelt out
+  here from torchvision's rules rather than taken from our module.
 
 The globals those pickles name (``torch_utils.persistence``, ``dnnlib.util``,
 ``chumpy.ch``) are stand-in modules registered only while pickling.
@@ -261,3 +265,64 @@ def tiny_flame_arrays(seed=0):
         "J": j_regressor @ rng.normal(size=(V, 3)),
         "bs_style": "lbs", "bs_type": "lrotmin",
     }
+
+
+DECA_BLOCKS = (3, 4, 6, 3)  # ResNet-50
+
+
+def deca_e_flame_state(seed=0, code_size=236) -> OrderedDict:
+    """DECA's ``E_flame`` state dict: every name and shape of ``ResnetEncoder(outsize=236)``, random values.
+
+    Weights are He-scaled and the residual branches damped, so activations stay
+    in a sensible range through 16 blocks (a swapped tensor still changes the code).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    state = OrderedDict()
+
+    def conv(name, out_ch, in_ch, k):
+        state[f"{name}.weight"] = torch.randn(out_ch, in_ch, k, k, generator=gen) * (2.0 / (in_ch * k * k)) ** 0.5
+
+    def bn(name, channels, damp=False):
+        scale = 0.3 if damp else 1.0
+        state[f"{name}.weight"] = (torch.rand(channels, generator=gen) * 0.5 + 0.75) * scale
+        state[f"{name}.bias"] = torch.randn(channels, generator=gen) * 0.1
+        state[f"{name}.running_mean"] = torch.randn(channels, generator=gen) * 0.1
+        state[f"{name}.running_var"] = torch.rand(channels, generator=gen) * 0.5 + 0.75
+        state[f"{name}.num_batches_tracked"] = torch.tensor(1000)
+
+    conv("encoder.conv1", 64, 3, 7)
+    bn("encoder.bn1", 64)
+    channels = 64
+    for stage, (blocks, width) in enumerate(zip(DECA_BLOCKS, (64, 128, 256, 512)), start=1):
+        for block in range(blocks):
+            prefix = f"encoder.layer{stage}.{block}"
+            conv(f"{prefix}.conv1", width, channels, 1)
+            bn(f"{prefix}.bn1", width)
+            conv(f"{prefix}.conv2", width, width, 3)
+            bn(f"{prefix}.bn2", width)
+            conv(f"{prefix}.conv3", width * 4, width, 1)
+            bn(f"{prefix}.bn3", width * 4, damp=True)
+            if block == 0:
+                conv(f"{prefix}.downsample.0", width * 4, channels, 1)
+                bn(f"{prefix}.downsample.1", width * 4)
+            channels = width * 4
+    for index, (out_f, in_f) in ((0, (1024, 2048)), (2, (code_size, 1024))):
+        state[f"layers.{index}.weight"] = torch.randn(out_f, in_f, generator=gen) * (1.0 / in_f) ** 0.5
+        state[f"layers.{index}.bias"] = torch.randn(out_f, generator=gen) * 0.1
+    return state
+
+
+def deca_checkpoint(path, e_flame=None, legacy=False, **extra):
+    """Write ``deca_model.tar``: ``E_flame`` (full size) plus abbreviated ``E_detail`` / ``D_detail``.
+
+    The detail networks are cut to a few tensors of their real names (the
+    loader never reads them; full-size they would double the file).
+    """
+    gen = torch.Generator().manual_seed(1)
+    data = {"E_flame": deca_e_flame_state() if e_flame is None else e_flame,
+            "E_detail": OrderedDict([("layers.2.weight", torch.randn(128, 1024, generator=gen)),
+                                     ("layers.2.bias", torch.zeros(128))]),
+            "D_detail": OrderedDict([("l1.0.bias", torch.zeros(128 * 8 * 8)),  # l1.0: Linear(128 + 50 + 3, 8192)
+                                     ("conv_blocks.0.running_var", torch.ones(128))]), **extra}
+    torch.save(data, path, _use_new_zipfile_serialization=not legacy)
+    return path

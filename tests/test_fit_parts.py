@@ -117,7 +117,7 @@ def test_real_arcface_and_e4e_files_plug_into_the_fit(tmp_path):
     loss = identity_loss(networks.identity, render, clip.images([2], "cpu"))
     loss.backward()
     assert 0 < loss.item() <= 2 and render.grad.abs().sum() > 0
-    with pytest.raises(PVPError, match="no DECA encoder loader"):
+    with pytest.raises(PVPError, match="model_ir_se50.pth: not a DECA checkpoint"):
         load_networks(None, str(arcface), None, prior, "cpu")
     with pytest.raises(PVPError, match="--arcface .*missing.pth: file not found"):
         load_networks(str(tmp_path / "missing.pth"), None, None, prior, "cpu")
@@ -193,3 +193,31 @@ def test_evaluation_sheet_layout():
     assert (sheet[:16, :16, :3] == 0).all() and (sheet[:16, 16:32, :3] == 10).all()
     assert not np.array_equal(sheet[:16, 32:, :3], error_image(truth[0], truth[0]))  # an error of 10 shows
     assert (error_image(truth[0], truth[0]) == error_image(truth[1], truth[1])).all()
+
+
+def test_real_deca_file_plugs_into_the_fit(tmp_path):
+    """deca_model.tar (full-size E_flame) through `pvp fit`'s loader: named, differentiable, its losses backpropagate."""
+    from pvp_runtime.fit.assets import load_networks
+    from pvp_runtime.fit.encoders import ChannelEstimator
+    from pvp_runtime.fit.losses import expression_matching_loss, perturb_expression, pose_consistency_loss
+
+    from asset_builders import deca_checkpoint, one_torch_thread
+
+    deca = deca_checkpoint(tmp_path / "deca_model.tar")
+    prior = Generator(tiny_config(32, 16)).eval()
+    with one_torch_thread():
+        networks = load_networks(None, str(deca), None, prior, "cpu")
+        assert isinstance(networks.estimator, ChannelEstimator)
+        assert networks.describe() == {"identity": None, "latent_encoder": None,
+                                       "channel_estimator": "DECA coarse encoder ResNet-50 (deca_model.tar)"}
+        with torch.no_grad():
+            render = prior(torch.randn(2, 16, generator=torch.Generator().manual_seed(0)))
+        render.requires_grad_(True)
+        jaw_expression = perturb_expression(torch.zeros(2, 3 + 6), 0.5, torch.Generator().manual_seed(1))
+        estimate = networks.estimator(render)
+        assert estimate.expression.shape == (2, 50) and estimate.jaw.shape == estimate.global_pose.shape == (2, 3)
+        with torch.no_grad():
+            reference = networks.estimator(render.flip(0))
+        loss = expression_matching_loss(estimate, jaw_expression) + pose_consistency_loss(estimate, reference)
+        loss.backward()
+    assert loss.item() > 0 and render.grad.abs().sum() > 0

@@ -281,3 +281,24 @@ def test_network_losses_train_the_mappers_on_their_own(clip, prepared, lpips, we
     assert weight in losses and losses[weight] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert set(stage.active_losses()) >= {weight}
+
+
+def test_real_deca_file_drives_the_expression_and_pose_losses(clip, prepared, lpips, tmp_path):
+    """DECA's encoder loaded from deca_model.tar (full size) in a mapper step: both losses move the mappers."""
+    from pvp_runtime.fit.assets import load_networks
+
+    from asset_builders import deca_checkpoint, one_torch_thread
+
+    networks = load_networks(None, str(deca_checkpoint(tmp_path / "deca_model.tar")), None, None, "cpu")
+    zero = {f"mapper.{k}_weight": 0.0 for k in ("mse", "lpips", "regularizer", "identity", "consistency")}
+    stage, _, model = _mapper_stage(clip, prepared, lpips, networks, **zero, **{"mapper.expression_weight": 1.0,
+                                    "mapper.pose_weight": 1.0, "mapper.train_noise": False, "mapper.batch_size": 2})
+    assert stage.active_losses() == ["mse", "regularizer", "expression", "pose"]
+    with torch.no_grad():  # break the symmetry of the zero-initialised last layers (see above)
+        for mlp in [model.pose_mapper.mlp, *model.expression_mapper.layers]:
+            mlp[2].weight.normal_(0, 0.05)
+    before = [p.clone() for p in model.parameters()]
+    with one_torch_thread():
+        losses = stage.step(0)
+    assert losses["expression"] > 0 and losses["pose"] > 0 and np.isfinite(losses["total"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -93,8 +93,8 @@ def add_parser(subparsers) -> None:
     nets.add_argument("--e4e", help="e4e checkpoint (e4e_ffhq_encode.pt): encode the pivots instead of projecting "
                                     "them; its decoder is the prior when --generator is not given")
     nets.add_argument("--arcface", help="ArcFace IR-SE50 weights (model_ir_se50.pth): identity loss")
-    nets.add_argument("--deca", help="DECA encoder weights: expression matching and pose consistency losses "
-                                     "(needs a DECA encoder loader, not part of this build)")
+    nets.add_argument("--deca", help="DECA checkpoint (deca_model.tar): its coarse encoder drives the expression "
+                                     "matching and pose consistency losses")
     settings = parser.add_argument_group("settings")
     settings.add_argument("--config", help="JSON config file (see --dump-config for every key and default)")
     settings.add_argument("--set", action="append", metavar="KEY=VALUE",

@@ -9,23 +9,18 @@ carries; here they are turned into what the fitting code consumes:
                  when no ``--generator`` is given.
 ``--arcface``    ArcFace IR-SE50 weights: the identity loss
                  (:class:`.encoders.IdentityEncoder`).
-``--deca``       DECA's encoder: expression matching and pose consistency
-                 (:class:`.encoders.ChannelEstimator`), through the entry point
-                 ``pvp_runtime.loaders.deca.load_channel_estimator(path, device)``.
-                 This build ships no such loader, so the option is refused with
-                 a one-line error before any work (never silently ignored).
+``--deca``       DECA's ``deca_model.tar``: its coarse encoder drives expression
+                 matching and pose consistency (:class:`.encoders.ChannelEstimator`,
+                 ``pvp_runtime.loaders.deca.load_channel_estimator``).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from ..contract.errors import PVPError
 from ..model.stylegan2 import Generator
 from .encoders import FitNetworks
-
-DECA_ENTRY_POINT = ("pvp_runtime.loaders.deca", "load_channel_estimator")
 
 
 def load_prior(generator: str | None, e4e: str | None, device) -> Generator | None:
@@ -45,18 +40,6 @@ def _named(network, name: str, device):
     return network
 
 
-def load_channel_estimator(path: str, device):
-    module_name, function = DECA_ENTRY_POINT
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise PVPError(f"--deca {path}: this PVP Avatar build has no DECA encoder loader ({module_name}); "
-                           f"fit without --deca (expression matching and pose consistency stay off)") from None
-        raise
-    return getattr(module, function)(path, device)
-
-
 def load_networks(arcface: str | None, deca: str | None, e4e: str | None, generator: Generator | None,
                   device) -> FitNetworks:
     networks = FitNetworks()
@@ -67,6 +50,7 @@ def load_networks(arcface: str | None, deca: str | None, e4e: str | None, genera
         from ..loaders.arcface import load_identity_encoder
         networks.identity = _named(load_identity_encoder(arcface), f"ArcFace IR-SE ({Path(arcface).name})", device)
     if deca:
+        from ..loaders.deca import load_channel_estimator
         networks.estimator = load_channel_estimator(deca, device)
     if e4e:
         from ..loaders.e4e import load_e4e

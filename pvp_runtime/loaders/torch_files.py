@@ -184,7 +184,12 @@ def read_torch_file(path: str | os.PathLike, what: str = "torch checkpoint") -> 
         with path.open("rb") as handle:
             return read_legacy_stream(handle, str(path))
     with path.open("rb") as handle:
-        return unpickle(handle, str(path), torch_globals(str(path)))
+        try:
+            return unpickle(handle, str(path), torch_globals(str(path)))
+        except AssetError as exc:  # neither zip nor legacy torch.save: say what the file should have been
+            if what in str(exc):
+                raise
+            raise AssetError(f"{exc}; expected a {what}") from None
 
 
 def _read_zip(path: Path, what: str) -> Any:
