@@ -43,6 +43,7 @@ the mappers receive is that of the composed rotation ``R_global @ R_neck``
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
@@ -120,6 +121,28 @@ def expression_channels(num_expressions: int) -> tuple[ChannelSpec, ...]:
 
 
 @dataclass(frozen=True)
+class _LayoutTables:
+    specs: tuple[ChannelSpec, ...]
+    names: tuple[str, ...]
+    positions: dict          # name -> column
+    hard_min: np.ndarray     # [C] float32, read-only
+    hard_max: np.ndarray
+
+
+@functools.lru_cache(maxsize=None)
+def _layout_tables(num_expressions: int) -> _LayoutTables:
+    """The per-layout tables, built once per expression count.  The Blender engine reads the rig
+    (``layout.index`` per bone channel, ``validate_frames``) for every frame and prefetched frame;
+    rebuilding ~70 specs on each access cost milliseconds per frame."""
+    specs = HEAD_CHANNELS + NECK_CHANNELS + JAW_CHANNELS + expression_channels(num_expressions) + EYE_CHANNELS
+    names = tuple(spec.name for spec in specs)
+    lows = np.array([spec.hard_min for spec in specs], dtype=np.float32)
+    highs = np.array([spec.hard_max for spec in specs], dtype=np.float32)
+    lows.flags.writeable = highs.flags.writeable = False  # shared by every caller
+    return _LayoutTables(specs, names, {name: i for i, name in enumerate(names)}, lows, highs)
+
+
+@dataclass(frozen=True)
 class ChannelLayout:
     """The ordered channel list of one subject (the expression count varies)."""
 
@@ -130,12 +153,16 @@ class ChannelLayout:
             raise ChannelError(f"expression count must be an integer in 1..400, got {self.num_expressions!r}")
 
     @property
+    def _tables(self) -> _LayoutTables:
+        return _layout_tables(self.num_expressions)
+
+    @property
     def specs(self) -> tuple[ChannelSpec, ...]:
-        return HEAD_CHANNELS + NECK_CHANNELS + JAW_CHANNELS + expression_channels(self.num_expressions) + EYE_CHANNELS
+        return self._tables.specs
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in self.specs)
+        return self._tables.names
 
     @property
     def size(self) -> int:
@@ -143,8 +170,8 @@ class ChannelLayout:
 
     def index(self, name: str) -> int:
         try:
-            return self.names.index(name)
-        except ValueError:
+            return self._tables.positions[name]
+        except (KeyError, TypeError):
             raise ChannelError(f"unknown channel {name!r} (expected one of head_*, neck_*, jaw_*, "
                                f"expr_00..{self.names[9 + self.num_expressions - 1]}, eye_*)") from None
 
@@ -190,9 +217,8 @@ def validate_frames(frames: np.ndarray, layout: ChannelLayout, source: str = "ch
         frame, channel = np.argwhere(~finite)[0]
         raise ChannelError(f"{source}: frame {first_frame + int(frame)}, channel "
                            f"'{layout.names[channel]}' is {array[frame, channel]} (not a finite number)")
-    lows = np.array([spec.hard_min for spec in layout.specs], dtype=np.float32)
-    highs = np.array([spec.hard_max for spec in layout.specs], dtype=np.float32)
-    outside = (array < lows) | (array > highs)
+    tables = layout._tables
+    outside = (array < tables.hard_min) | (array > tables.hard_max)
     if outside.any():
         frame, channel = np.argwhere(outside)[0]
         spec = layout.specs[channel]
