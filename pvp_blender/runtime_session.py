@@ -107,14 +107,21 @@ class RuntimeSession:
         client = self._client
         return client.pid if client is not None and client.alive else None
 
+    @property
+    def info(self) -> dict:
+        """The running runtime's hello reply (versions, device, torch threads); empty when none runs."""
+        client = self._client
+        return dict(client.info) if client is not None and client.alive else {}
+
     def status(self) -> str:
         client = self._client
         if client is None or not client.alive:
             return f"not running{' (last error: ' + self.last_error + ')' if self.last_error else ''}"
         info = client.info
         device = f"CUDA {info['cuda']}" if info.get("cuda") else "CPU"
+        threads = f", {info['threads']} threads" if info.get("threads") else ""
         loaded = f", subject {os.path.basename(self._loaded[0][0])}" if self._loaded else ", no subject loaded"
-        return f"running (pid {client.pid}, torch {info.get('torch')}, {device}{loaded})"
+        return f"running (pid {client.pid}, torch {info.get('torch')}, {device}{threads}{loaded})"
 
     # -- subjects
 

@@ -78,8 +78,11 @@ class RuntimeServer:
             raise PVPError(self._import_error)
         import torch
         cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+        # ``threads``: torch's intra-op threads, so a client (the Blender benchmark) can check that
+        # the runtime renders with the same parallelism as an in-process reference.
         return protocol.HELLO, {"protocol": protocol.PROTOCOL_VERSION, "runtime": __version__,
-                                "torch": torch.__version__, "cuda": cuda, "pid": os.getpid()}, b""
+                                "torch": torch.__version__, "cuda": cuda, "pid": os.getpid(),
+                                "threads": torch.get_num_threads()}, b""
 
     def load(self, message):
         from .avatar import Avatar

@@ -31,7 +31,7 @@ class FakeClient:
         self.log = log
         self.alive = True
         self.pid = 1000 + len(self.instances)
-        self.info = {"torch": "x", "cuda": ""}
+        self.info = {"torch": "x", "cuda": "", "threads": 3}
         self.requests = []
         self.loads = []
         self.closed = False
@@ -90,10 +90,11 @@ def test_restarts_after_a_crash_or_new_settings_and_frees(session, tiny_bundle_p
     bad = np.full((1, subject.layout.size), np.nan, dtype=np.float32)
     with pytest.raises(contract_errors.RuntimeProcessError):
         session.render(_options(), subject, [1], bad, 4, 4)
-    assert session.pid is None and "exited unexpectedly" in session.status()
+    assert session.pid is None and "exited unexpectedly" in session.status() and session.info == {}
     good = np.zeros((1, subject.layout.size), dtype=np.float32)
     session.render(_options(), subject, [1], good, 4, 4)
     assert len(FakeClient.instances) == 2 and session.status().startswith("running (pid 1001")
+    assert "3 threads" in session.status() and session.info["threads"] == 3
     session.render(_options("other-python"), subject, [1], good, 4, 4)
     assert len(FakeClient.instances) == 3 and FakeClient.instances[1].closed
     assert session.free() and FakeClient.instances[2].loads[-1] == "freed"

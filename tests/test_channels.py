@@ -23,6 +23,19 @@ def test_layout_order_and_size():
     assert all(s.hard_min <= s.soft_min <= s.default <= s.soft_max <= s.hard_max for s in layout.specs)
 
 
+def test_layout_tables_are_built_once_and_cannot_be_changed_by_a_caller():
+    # The Blender engine reads the layout for every frame: its tables are cached per expression count.
+    assert ChannelLayout(50).names is ChannelLayout(50).names
+    assert [ChannelLayout(50).index(name) for name in ChannelLayout(50).names] == list(range(65))
+    with pytest.raises(ChannelError, match="unknown channel 'expr_50'"):
+        ChannelLayout(50).index("expr_50")
+    with pytest.raises(ChannelError, match="unknown channel"):
+        ChannelLayout(50).index(["head_yaw"])
+    tables = ChannelLayout(10)._tables
+    with pytest.raises(ValueError):
+        tables.hard_min[0] = 0.0
+
+
 def test_layout_rejects_bad_expression_count():
     with pytest.raises(ChannelError):
         ChannelLayout(0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pvp_runtime.avatar import Avatar
 from pvp_runtime.canvas import place_on_canvas
@@ -83,6 +84,8 @@ def client():
 
 def test_client_renders_what_avatar_renders(client, tiny_bundle_path):
     assert client.info["protocol"] == protocol.PROTOCOL_VERSION and client.info["pid"] == client.pid
+    # Same interpreter, same environment: the runtime renders with torch's default parallelism.
+    assert client.info["threads"] == torch.get_num_threads()
     loaded = client.load(str(tiny_bundle_path), device="cpu")
     assert loaded["resolution"] == 32 and loaded["num_expressions"] == 10
     avatar = Avatar.load(tiny_bundle_path, device="cpu")

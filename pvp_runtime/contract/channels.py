@@ -43,11 +43,11 @@ the mappers receive is that of the composed rotation ``R_global @ R_neck``
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -129,6 +129,28 @@ def expression_channels(num_expressions: int) -> tuple[ChannelSpec, ...]:
 
 
 @dataclass(frozen=True)
+class _LayoutTables:
+    specs: tuple[ChannelSpec, ...]
+    names: tuple[str, ...]
+    positions: dict          # name -> column
+    hard_min: np.ndarray     # [C] float32, read-only
+    hard_max: np.ndarray
+
+
+@functools.lru_cache(maxsize=None)
+def _layout_tables(num_expressions: int) -> _LayoutTables:
+    """The per-layout tables, built once per expression count.  The Blender engine reads the rig
+    (``layout.index`` per bone channel, ``validate_frames``) for every frame and prefetched frame;
+    rebuilding ~70 specs on each access cost milliseconds per frame."""
+    specs = HEAD_CHANNELS + NECK_CHANNELS + JAW_CHANNELS + expression_channels(num_expressions) + EYE_CHANNELS
+    names = tuple(spec.name for spec in specs)
+    lows = np.array([spec.hard_min for spec in specs], dtype=np.float32)
+    highs = np.array([spec.hard_max for spec in specs], dtype=np.float32)
+    lows.flags.writeable = highs.flags.writeable = False  # shared by every caller
+    return _LayoutTables(specs, names, {name: i for i, name in enumerate(names)}, lows, highs)
+
+
+@dataclass(frozen=True)
 class ChannelLayout:
     """The ordered channel list of one subject (the expression count varies)."""
 
@@ -140,12 +162,16 @@ class ChannelLayout:
                                f"got {self.num_expressions!r}")
 
     @property
+    def _tables(self) -> _LayoutTables:
+        return _layout_tables(self.num_expressions)
+
+    @property
     def specs(self) -> tuple[ChannelSpec, ...]:
-        return HEAD_CHANNELS + NECK_CHANNELS + JAW_CHANNELS + expression_channels(self.num_expressions) + EYE_CHANNELS
+        return self._tables.specs
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in self.specs)
+        return self._tables.names
 
     @property
     def size(self) -> int:
@@ -153,8 +179,8 @@ class ChannelLayout:
 
     def index(self, name: str) -> int:
         try:
-            return self._columns[name]
-        except KeyError:
+            return self._tables.positions[name]
+        except (KeyError, TypeError):
             raise ChannelError(self._unknown(name)) from None
 
     def column_of(self, name: str, source: str = "channels") -> int | None:
@@ -165,7 +191,7 @@ class ChannelLayout:
         everywhere: it is matched by number (``expr_007`` is ``expr_07``), and numbers past
         this subject's count are dropped by the caller.  Anything else unknown is a typo.
         """
-        columns = self._columns
+        columns = self._tables.positions
         if name in columns:
             return columns[name]
         match = _EXPRESSION_NAME.fullmatch(name)
@@ -180,10 +206,6 @@ class ChannelLayout:
     def _unknown(self, name: str) -> str:
         return (f"unknown channel {name!r} (expected one of head_*, neck_*, jaw_*, "
                 f"expr_00..{self.names[9 + self.num_expressions - 1]}, eye_*)")
-
-    @cached_property
-    def _columns(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.names)}
 
     def slice(self, group: str) -> slice:
         names = [spec.group for spec in self.specs]
@@ -227,9 +249,8 @@ def validate_frames(frames: np.ndarray, layout: ChannelLayout, source: str = "ch
         frame, channel = np.argwhere(~finite)[0]
         raise ChannelError(f"{source}: frame {first_frame + int(frame)}, channel "
                            f"'{layout.names[channel]}' is {array[frame, channel]} (not a finite number)")
-    lows = np.array([spec.hard_min for spec in layout.specs], dtype=np.float32)
-    highs = np.array([spec.hard_max for spec in layout.specs], dtype=np.float32)
-    outside = (array < lows) | (array > highs)
+    tables = layout._tables
+    outside = (array < tables.hard_min) | (array > tables.hard_max)
     if outside.any():
         frame, channel = np.argwhere(outside)[0]
         spec = layout.specs[channel]

@@ -16,7 +16,8 @@ Nothing is ever pickled.  Each request gets exactly one reply, in order.
 request               header fields                               reply
 ====================  ==========================================  =====================================
 ``hello``             ``protocol`` (int), ``client`` (str)        ``hello``: ``protocol``, ``runtime``,
-                                                                  ``torch``, ``cuda``, ``pid``
+                                                                  ``torch``, ``cuda``, ``pid``,
+                                                                  ``threads`` (torch intra-op threads)
 ``load``              ``bundle`` (absolute path), ``device``,     ``loaded``: ``name``, ``resolution``,
                       ``half`` (bool)                             ``num_expressions``, ``channels``,
                                                                   ``device``
