@@ -1,7 +1,13 @@
 """Writing channel clips into the rig as keyframes, in bulk (``keyframe_points.foreach_set``).
 
-Works with Blender 4.4+ slotted actions (``action.slots`` + channelbags; 5.0 has
-no ``action.fcurves``) and with the older flat actions of 4.2/4.3.
+Three action APIs, chosen by ``bpy.app.version`` (each checked with that Blender's wheel):
+
+* 4.2/4.3: flat actions, ``action.fcurves.new(path, index=, action_group=)``.
+* 4.4/4.5: slotted actions (``action.slots``, channelbags), but no
+  ``anim_utils.action_ensure_channelbag_for_slot`` and a channelbag's ``fcurves.new`` takes
+  no group: the layer, strip and channelbag are made by hand, the group set on the F-curve.
+* 5.0: slotted only (``action.fcurves`` is gone); ``action_ensure_channelbag_for_slot`` and
+  ``fcurves.new(..., group_name=)``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ def fcurve_collection(obj, create: bool = True):
             return None
         action = bpy.data.actions.new(f"{obj.name}Action")
         animation.action = action
-    if not hasattr(action, "slots"):  # Blender < 4.4: flat actions
+    if bpy.app.version < (4, 4, 0):  # why: slotted actions arrived in 4.4; before, an action is one F-curve list
         return action.fcurves
     from bpy_extras import anim_utils
     slot = animation.action_slot
@@ -37,10 +43,35 @@ def fcurve_collection(obj, create: bool = True):
             return None
         slot = action.slots.new(id_type="OBJECT", name=obj.name)
         animation.action_slot = slot
-    if create:
-        return anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves
     bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    if bag is None and create:
+        bag = _ensure_channelbag(action, slot)
     return bag.fcurves if bag else None
+
+
+def _ensure_channelbag(action, slot):
+    if bpy.app.version >= (5, 0, 0):
+        from bpy_extras import anim_utils
+        return anim_utils.action_ensure_channelbag_for_slot(action, slot)
+    # why: 4.4/4.5 have no action_ensure_channelbag_for_slot; an action holds one layer with one
+    # keyframe strip there (what keyframe_insert makes), whose channelbag() can create the slot's bag.
+    layer = action.layers[0] if action.layers else action.layers.new("Layer")
+    strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
+    return strip.channelbag(slot, ensure=True)
+
+
+def new_fcurve(fcurves, data_path: str, index: int, group: str):
+    """A new F-curve in ``fcurves`` (from :func:`fcurve_collection`), in the channel group ``group``."""
+    if bpy.app.version >= (5, 0, 0):
+        return fcurves.new(data_path, index=index, group_name=group)
+    if bpy.app.version < (4, 4, 0):  # why: flat actions name the group with action_group
+        return fcurves.new(data_path, index=index, action_group=group)
+    # why: a 4.4/4.5 channelbag's fcurves.new takes no group; groups live on the channelbag
+    # (the collection's owner, ``fcurves.data``) and are assigned to the F-curve.
+    fcurve = fcurves.new(data_path, index=index)
+    bag = fcurves.data
+    fcurve.group = bag.groups.get(group) or bag.groups.new(group)
+    return fcurve
 
 
 def write_keys(fcurves, data_path: str, index: int, times: np.ndarray, values: np.ndarray, group: str) -> None:
@@ -48,17 +79,12 @@ def write_keys(fcurves, data_path: str, index: int, times: np.ndarray, values: n
     existing = fcurves.find(data_path, index=index)
     if existing is not None:
         fcurves.remove(existing)
-    fcurve = fcurves.new(data_path, index=index, group_name=group) if _accepts_group(fcurves) else \
-        fcurves.new(data_path, index=index, action_group=group)
+    fcurve = new_fcurve(fcurves, data_path, index, group)
     points = fcurve.keyframe_points
     points.add(len(times))
     points.foreach_set("co", np.column_stack([times, values]).astype(np.float32).ravel())
     points.foreach_set("interpolation", np.full(len(times), LINEAR, dtype=np.int32))
     fcurve.update()
-
-
-def _accepts_group(fcurves) -> bool:
-    return "group_name" in {p.identifier for p in fcurves.bl_rna.functions["new"].parameters}
 
 
 def rename_fcurves(obj, renames: dict[str, str]) -> None:

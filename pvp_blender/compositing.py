@@ -24,7 +24,9 @@ SYNCED_SETTINGS = ("render.resolution_x", "render.resolution_y", "render.resolut
 
 
 def _group_output_compositor() -> bool:
-    return "compositing_node_group" in bpy.types.Scene.bl_rna.properties  # Blender 5.0+
+    # why: 5.0 replaced scene.node_tree (4.2-4.5, checked on the 4.2 and 4.5 wheels) with
+    # scene.compositing_node_group, a node group whose Group Output is the result.
+    return bpy.app.version >= (5, 0, 0)
 
 
 def compositor_tree(scene, create: bool = True):
@@ -39,6 +41,14 @@ def compositor_tree(scene, create: bool = True):
     if create:
         scene.use_nodes = True
     return scene.node_tree
+
+
+def remove_compositor(scene) -> None:
+    """Switch the scene's compositor off (the render result is the engine's image again)."""
+    if _group_output_compositor():
+        scene.compositing_node_group = None
+    else:
+        scene.use_nodes = False
 
 
 def output_socket(tree):

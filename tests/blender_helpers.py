@@ -1,6 +1,8 @@
 """Helpers for the Blender extension tests."""
 
 import importlib
+import os
+import subprocess
 import sys
 import time
 import types
@@ -32,3 +34,45 @@ def process_gone(pid: int, wait: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+
+# The Blender environments the end-to-end tests run the extension in: each is a Python with a
+# `bpy` wheel (Blender as a module) and numpy.  The runtime the add-on starts is always this
+# interpreter (torch), whatever Blender runs the scenario.  PVP_BLENDER_ENVS narrows or extends
+# the list: a comma list of names ("5.0" runs only the 5.0.1 wheel) and NAME=PYTHON entries for
+# another wheel ("4.5=/tmp/bpy45/bin/python": its bpy version must start with NAME).  Without
+# it, both environments below run, and a missing one fails the tests.
+BLENDER_ENVS = {
+    "5.0": Path(sys.executable),                     # .venv: bpy==5.0.1 next to torch
+    "4.2": REPO / ".venv-bpy42" / "bin" / "python",  # bpy==4.2.23 LTS (scripts/_venv.sh)
+}
+SETUP_HINT = {
+    "5.0": "install the bpy wheel into this environment (pip install -e '.[test,blender]'; scripts/test.sh does)",
+    "4.2": "run scripts/test.sh (it creates .venv-bpy42), or: bash -c 'source scripts/_venv.sh && ensure_bpy42_venv'",
+}
+
+
+def selected_blender_envs(value: str | None = None) -> dict[str, Path]:
+    """Blender environment name -> its Python, as PVP_BLENDER_ENVS asks (all known ones if unset)."""
+    value = os.environ.get("PVP_BLENDER_ENVS", "") if value is None else value
+    selected = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        name, _, python = entry.partition("=")
+        if not python and name not in BLENDER_ENVS:
+            raise ValueError(f"PVP_BLENDER_ENVS: unknown Blender environment {name!r} (known: "
+                             f"{', '.join(BLENDER_ENVS)}; or give NAME=PYTHON)")
+        selected[name] = Path(python) if python else BLENDER_ENVS[name]
+    return selected or dict(BLENDER_ENVS)
+
+
+def blender_version(python: Path) -> str | None:
+    """The `bpy` version an interpreter imports (e.g. "4.2.23"), or None without one."""
+    if not python.exists():
+        return None
+    probe = subprocess.run([str(python), "-c", "import bpy; print(bpy.app.version_string)"],
+                           capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
+    return probe.stdout.split()[0] if probe.returncode == 0 and probe.stdout.strip() else None

@@ -9,7 +9,6 @@ FLAME's skinning of the channels the rig reports.
 import json
 import os
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -149,17 +148,17 @@ BLENDER_SCENARIO = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def blender_run(tmp_path_factory, flame_file):
-    pytest.importorskip("bpy", reason="the Blender tests need the bpy wheel (pip install -e '.[blender]')")
+def blender_run(tmp_path_factory, flame_file, blender_python):
+    """One Blender process per Blender environment (the ``blender_python`` fixture)."""
     root = tmp_path_factory.mktemp("blender_flame")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "build_extension.py"), "--output-dir", str(root)],
-                   check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(BLENDER_USER_RESOURCES=str(root / "user"), XDG_CACHE_HOME=str(root / "cache"))
+    subprocess.run([str(blender_python), str(REPO / "scripts" / "build_extension.py"), "--output-dir", str(root)],
+                   check=True, capture_output=True, env=env)
     zip_path = next(root.glob("pvp_avatar-*.zip"))
     script = root / "scenario.py"
     script.write_text(BLENDER_SCENARIO)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(BLENDER_USER_RESOURCES=str(root / "user"), XDG_CACHE_HOME=str(root / "cache"))
-    process = subprocess.run([sys.executable, str(script), json.dumps({"zip": str(zip_path), "flame": str(flame_file)})],
+    process = subprocess.run([str(blender_python), str(script), json.dumps({"zip": str(zip_path), "flame": str(flame_file)})],
                              env=env, cwd=root, capture_output=True, text=True, timeout=400)
     lines = [line[7:] for line in process.stdout.splitlines() if line.startswith("RESULT ")]
     assert process.returncode == 0 and lines, f"{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
