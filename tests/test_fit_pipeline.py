@@ -211,7 +211,9 @@ def test_bad_inputs_are_refused_before_any_work(files, tmp_path, capsys):
     shutil.copytree(files["mattes"], mattes)
     (mattes / "matte_0015.png").unlink()
     _refused(capsys, base("--mattes", str(mattes)), out, "15 mattes")
-    _refused(capsys, base("--expressions", "4"), out, "channels.csv", "expr_04")
+    typo = tmp_path / "typo.csv"
+    typo.write_text(files["channels"].read_text().replace("jaw_x", "jaw_open", 1))
+    _refused(capsys, ["fit", frames, str(typo), *base()[3:]], out, "typo.csv", "unknown channel 'jaw_open'")
     _refused(capsys, base("--pivots", "20"), out, "20 pivots")
     _refused(capsys, base("--set", "pti.lrr=1"), out, "pti.lrr")
     _refused(capsys, base("--set", "pti.max_epochs=\"ten\""), out, "pti.max_epochs")
