@@ -103,7 +103,7 @@ def test_preprocessing_and_gradients(tmp_path, e_flame):
     assert box.shape == (1, 3, 224, 224)
     assert torch.allclose(box[..., :200, :], torch.tensor(0.75)) and box[..., -1, :].abs().max() < 1e-6
     estimator.train()
-    assert not estimator.encoder.training and not any(p.requires_grad for p in estimator.parameters())
+    assert not estimator.network.training and not any(p.requires_grad for p in estimator.parameters())
     images = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
     out = estimator(images)
     (out.expression.square().sum() + out.jaw.sum() + out.global_pose.sum()).backward()
@@ -117,7 +117,7 @@ def test_preprocessing_and_gradients(tmp_path, e_flame):
 def test_a_bare_e_flame_state_dict_loads(tmp_path, e_flame):
     path = tmp_path / "E_flame.pth"
     torch.save(e_flame, path)
-    assert isinstance(load_channel_estimator(path).encoder, DecaCoarseEncoder)
+    assert isinstance(load_channel_estimator(path).network, DecaCoarseEncoder)
 
 
 def _refused(path, *words):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pvp_runtime.contract.errors import AssetError
-from pvp_runtime.loaders.arcface import E4E_CROP, IdentityEncoder, load_arcface, load_identity_encoder
+from pvp_runtime.loaders.arcface import IdentityEncoder, load_arcface, load_identity_encoder
 from pvp_runtime.loaders.e4e import load_e4e, load_latent_encoder
 from pvp_runtime.model.e4e import Encoder4Editing
 from pvp_runtime.model.irse import ArcFaceBackbone, IRSEConfig
@@ -60,7 +60,7 @@ def test_arcface_file_loads_into_an_identity_encoder(tmp_path, legacy):
     path = tmp_path / "model_ir_se50.pth"
     torch.save(source.state_dict(), path, _use_new_zipfile_serialization=not legacy)
     encoder = load_identity_encoder(path)
-    assert encoder.backbone.config == TINY and encoder.backbone.input_size == 112
+    assert encoder.network.config == TINY and encoder.network.input_size == 112
     images = torch.rand(2, 3, 256, 256) * 2 - 1
     with torch.no_grad():
         # e4e / PTI: crop [35:223, 32:220] of a 256 image, average-pool to 112, embed.
@@ -68,7 +68,7 @@ def test_arcface_file_loads_into_an_identity_encoder(tmp_path, legacy):
         embeddings = encoder(images)
     assert torch.allclose(embeddings, expected, atol=1e-6)
     assert torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
-    assert encoder.train().backbone.training is False  # BatchNorm statistics stay frozen
+    assert encoder.train().network.training is False  # BatchNorm statistics stay frozen
     same = encoder.similarity(images, images)
     assert torch.allclose(same, torch.ones(2), atol=1e-5)
 
@@ -135,7 +135,7 @@ def test_e4e_checkpoint_gives_an_inverter_and_its_generator(tmp_path):
     e4e = load_e4e(path)
     assert e4e.provenance["kind"] == "e4e" and e4e.generator.config.resolution == 64
     assert torch.equal(e4e.generator.mapping.w_avg, decoder.mapping.w_avg)
-    assert e4e.inverter.encoder.input_size == 64 and e4e.inverter.encoder.config == TINY
+    assert e4e.inverter.network.input_size == 64 and e4e.inverter.network.config == TINY
     images = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         expected = encoder(images) + decoder.mapping.w_avg

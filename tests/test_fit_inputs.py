@@ -10,10 +10,10 @@ import pytest
 from pvp_runtime.contract.channel_files import write_channel_file
 from pvp_runtime.contract.channels import ChannelLayout
 from pvp_runtime.contract.errors import PVPError
-from pvp_runtime.fit.alignment import (alignment_transforms, ffhq_quad, quad_transform, roll_removed,
+from pvp_runtime.fit.alignment import (alignment_transforms, ffhq_quad, roll_removed,
                                        smooth_over_time, transform_points, warp)
 from pvp_runtime.fit.config import DataConfig, MaskConfig
-from pvp_runtime.fit.data import FrameSource, InputError, inspect_inputs, read_landmarks, split_frames
+from pvp_runtime.fit.data import FrameSource, inspect_inputs, read_landmarks, split_frames
 from pvp_runtime.fit.masks import batch_masks, eye_mouth_mask
 from pvp_runtime.fit.pivots import nearest_frames, pivot_features, select_pivots
 from pvp_runtime.fit.synthetic import canonical_landmarks, face_template

@@ -1,6 +1,5 @@
 """Checkpoints, the user's networks, the encoder path, metrics and the evaluation sheet."""
 
-import json
 
 import numpy as np
 import pytest

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..contract.errors import AssetError
 from ..model.irse import ArcFaceBackbone
+from .frozen_network import FrozenNetwork, check_crop, check_images, face_box
 from .irse_state import infer_irse_config, load_strict, tensor_dict
 from .torch_files import read_torch_file
 
@@ -49,32 +49,18 @@ def load_arcface(path: str | os.PathLike) -> ArcFaceBackbone:
     return arcface_from_state(tensor_dict(read_torch_file(path, KIND), str(path), "ArcFace"), str(path))
 
 
-class IdentityEncoder(nn.Module):
+class IdentityEncoder(FrozenNetwork):
     """Generator-space images [N, 3, H, W] in [-1, 1] -> unit-length identity embeddings [N, 512]."""
 
     def __init__(self, backbone: ArcFaceBackbone, crop: tuple[float, float, float, float] = E4E_CROP,
                  name: str = "ArcFace IR-SE"):
-        super().__init__()
-        self.name = name  # logged by `pvp fit` with the other networks it used
-        top, bottom, left, right = crop
-        if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
-            raise ValueError(f"crop must be fractions (top, bottom, left, right) in [0, 1], got {crop}")
-        self.backbone = backbone.eval().requires_grad_(False)
-        self.crop = crop
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.backbone.eval()  # BatchNorm statistics are part of the pretrained network
-        return self
+        super().__init__(backbone, name)
+        self.crop = check_crop(crop)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images [N, 3, H, W], got {tuple(images.shape)}")
-        height, width = images.shape[-2:]
-        top, bottom, left, right = self.crop
-        face = images[:, :, round(top * height):round(bottom * height), round(left * width):round(right * width)]
-        size = self.backbone.input_size
-        return self.backbone(F.adaptive_avg_pool2d(face, (size, size)))
+        check_images(images)
+        size = self.network.input_size
+        return self.network(F.adaptive_avg_pool2d(face_box(images, self.crop), (size, size)))
 
     @torch.no_grad()
     def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

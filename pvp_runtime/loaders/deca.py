@@ -44,6 +44,7 @@ from torch import nn
 from ..contract.errors import AssetError
 from ..fit.encoders import ChannelEstimate
 from ..model.resnet import RESNET50_BLOCKS, ResNetTrunk
+from .frozen_network import FrozenNetwork, check_crop, check_images, face_box
 from .irse_state import load_strict, tensor_dict
 from .torch_files import read_torch_file
 
@@ -79,35 +80,18 @@ def decompose_code(code: torch.Tensor) -> dict[str, torch.Tensor]:
     return parts
 
 
-class DecaEstimator(nn.Module):
+class DecaEstimator(FrozenNetwork):
     """Generator-space images [B, 3, H, W] in [-1, 1] -> :class:`ChannelEstimate` (global pose, jaw, expression)."""
 
     def __init__(self, encoder: DecaCoarseEncoder, crop: tuple[float, float, float, float] = FFHQ_DECA_CROP,
                  name: str = "DECA coarse encoder"):
-        super().__init__()
-        top, bottom, left, right = crop
-        if not (top < bottom and left < right):
-            raise ValueError(f"crop must be fractions (top, bottom, left, right) with top < bottom, left < right, "
-                             f"got {crop}")
-        self.name = name  # logged by `pvp fit` with the other networks it used
-        self.encoder = encoder.eval().requires_grad_(False)
-        self.crop = crop
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.encoder.eval()  # BatchNorm statistics are part of the pretrained network
-        return self
+        super().__init__(encoder, name)
+        self.crop = check_crop(crop)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """DECA's input: the face box of the aligned crop, RGB in [0, 1], 224x224 (zeros outside the image)."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
-        height, width = images.shape[-2:]
-        top, bottom, left, right = self.crop
-        rows = round(top * height), round(bottom * height)
-        cols = round(left * width), round(right * width)
-        # Negative padding crops, positive padding adds zeros: one call cuts the box out of the image.
-        box = F.pad((images + 1) / 2, (-cols[0], cols[1] - width, -rows[0], rows[1] - height))
+        check_images(images)
+        box = face_box((images + 1) / 2, self.crop)
         if box.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             box = F.interpolate(box, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
                                 antialias=True)
@@ -115,7 +99,7 @@ class DecaEstimator(nn.Module):
 
     def code(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """DECA's whole code of generator-space images, split by :data:`CODE_LAYOUT`."""
-        return decompose_code(self.encoder(self.preprocess(images)))
+        return decompose_code(self.network(self.preprocess(images)))
 
     def forward(self, images: torch.Tensor) -> ChannelEstimate:
         code = self.code(images)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..contract.errors import AssetError
 from ..model.e4e import Encoder4Editing
 from ..model.stylegan2 import Generator
+from .frozen_network import FrozenNetwork, check_images
 from .generator_file import generator_from_e4e_checkpoint
 from .irse_state import infer_irse_config, load_strict, tensor_dict
 from .torch_files import read_torch_file
@@ -33,28 +33,20 @@ log = logging.getLogger(__name__)
 KIND = "e4e checkpoint"
 
 
-class E4EInverter(nn.Module):
+class E4EInverter(FrozenNetwork):
     """Images [N, 3, H, W] in [-1, 1] -> W+ [N, num_ws, w_dim] for the checkpoint's generator."""
 
     def __init__(self, encoder: Encoder4Editing, latent_avg: torch.Tensor | None, name: str = "e4e"):
-        super().__init__()
-        self.name = name  # logged by `pvp fit` with the other networks it used
-        self.encoder = encoder.eval().requires_grad_(False)
+        super().__init__(encoder, name)
         offset = torch.zeros(encoder.num_ws, encoder.config.depths[-1]) if latent_avg is None else latent_avg
         self.register_buffer("latent_avg", offset.reshape(-1, offset.shape[-1]).expand(encoder.num_ws, -1).clone())
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.encoder.eval()
-        return self
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images [N, 3, H, W], got {tuple(images.shape)}")
-        size = self.encoder.input_size
+        check_images(images)
+        size = self.network.input_size
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self.encoder(images) + self.latent_avg
+        return self.network(images) + self.latent_avg
 
 
 @dataclass
@@ -96,9 +88,9 @@ def load_e4e(path: str | os.PathLike) -> E4E:
     encoder_state = tensor_dict(data, str(path), "e4e encoder", prefix="encoder.")
     inverter = encoder_from_state(encoder_state, data.get("latent_avg"), opts, str(path))
     generator, provenance = generator_from_e4e_checkpoint(data, str(path))
-    if generator.num_ws != inverter.encoder.num_ws or generator.config.w_dim != inverter.encoder.config.depths[-1]:
-        raise AssetError(f"{path}: the encoder predicts W+ [{inverter.encoder.num_ws}, "
-                         f"{inverter.encoder.config.depths[-1]}] but the decoder takes [{generator.num_ws}, "
+    if generator.num_ws != inverter.network.num_ws or generator.config.w_dim != inverter.network.config.depths[-1]:
+        raise AssetError(f"{path}: the encoder predicts W+ [{inverter.network.num_ws}, "
+                         f"{inverter.network.config.depths[-1]}] but the decoder takes [{generator.num_ws}, "
                          f"{generator.config.w_dim}]")
     return E4E(inverter, generator, {**provenance, "source": path.name})
 
