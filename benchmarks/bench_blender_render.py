@@ -90,13 +90,13 @@ BLENDER_SCRIPT = textwrap.dedent("""
     bpy.ops.pvp.import_channels(filepath=args["clip"], start_frame=0, match_fps=False)
 
     def cpu_seconds():
-        # Blender's own threads, plus the runtime process (Linux /proc; 0 elsewhere).
+        # Blender's own threads, plus the runtime process's CPU and minor page faults (Linux /proc).
         own = resource.getrusage(resource.RUSAGE_SELF)
         try:
             fields = open(f"/proc/{session.pid}/stat").read().rsplit(")", 1)[1].split()
-            runtime = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            runtime = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
         except (OSError, TypeError, IndexError, ValueError):
-            runtime = 0.0
+            runtime = 0.0, 0
         return own.ru_utime + own.ru_stime, runtime
 
     # Warm-up: start the runtime and load the subject (a farm pays this once per chunk).
@@ -116,7 +116,8 @@ BLENDER_SCRIPT = textwrap.dedent("""
         blender1, runtime1 = cpu_seconds()
         stats = {k: v - before[k] for k, v in vars(session.stats).items()}
         print("RESULT " + json.dumps({"seconds": seconds, "stats": stats, "blender_cpu": blender1 - blender0,
-                                      "runtime_cpu": runtime1 - runtime0}), flush=True)
+                                      "runtime_cpu": runtime1[0] - runtime0[0],
+                                      "runtime_faults": runtime1[1] - runtime0[1]}), flush=True)
 """)
 
 
@@ -125,12 +126,16 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bare_round(avatar, frames) -> tuple[float, float]:
-    """(wall, CPU) seconds of Avatar.render over frames[1:] in the add-on's batches."""
-    cpu, started = cpu_seconds(), time.perf_counter()
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def bare_round(avatar, frames) -> tuple[float, float, int]:
+    """(wall s, CPU s, minor page faults) of Avatar.render over frames[1:] in the add-on's batches."""
+    cpu, faults, started = cpu_seconds(), minor_faults(), time.perf_counter()
     for start in range(1, len(frames), BATCH):
         avatar.render(frames[start:start + BATCH], batch_size=BATCH, outputs=("linear",))
-    return time.perf_counter() - started, cpu_seconds() - cpu
+    return time.perf_counter() - started, cpu_seconds() - cpu, minor_faults() - faults
 
 
 class BlenderRounds:
@@ -218,6 +223,8 @@ def main() -> int:
     wall = sum(r["seconds"] for r in through_blender) / n
     blender_cpu = sum(r["blender_cpu"] for r in through_blender) / n
     runtime_cpu = sum(r["runtime_cpu"] for r in through_blender) / n
+    bare_faults = ", ".join(f"{r[2] / args.frames:.0f}" for r in bare)
+    runtime_faults = ", ".join(f"{r['runtime_faults'] / args.frames:.0f}" for r in through_blender)
     threads = torch.get_num_threads()
     print(f"config {args.config} at 256 x 256, {args.frames} frames x {args.rounds} rounds, device {args.device}, "
           f"batch {BATCH}, torch threads: bare {threads}, runtime {warmup['threads']}; "
@@ -232,6 +239,7 @@ def main() -> int:
     print(f"ratio Blender / bare       {wall / bare_wall:8.3f}")
     print(f"CPU s/frame: bare {bare_cpu:.3f}; Blender path {blender_cpu + runtime_cpu:.3f} = runtime process "
           f"{runtime_cpu:.3f} + Blender {blender_cpu:.3f}; ratio {(blender_cpu + runtime_cpu) / bare_cpu:.3f}")
+    print(f"minor page faults per frame, by round: bare {bare_faults}; runtime process {runtime_faults}")
     return 0
 
 

@@ -110,7 +110,7 @@ def test_preprocessing_and_gradients(tmp_path, e_flame):
     assert images.grad is not None and images.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="crop"):
         DecaEstimator(encoder, crop=(0.5, 0.2, 0, 1))
-    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         estimator(torch.zeros(3, 64, 64))
 
 
