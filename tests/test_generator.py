@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pvp_runtime.model.stylegan2 import (
-    CONFIG_F_1024, CONFIG_F_256, Generator, GeneratorConfig, SynthesisLayer, synthesis_macs, tiny_config,
+    CONFIG_F_1024, CONFIG_F_256, Generator, GeneratorConfig, SynthesisLayer, ToRGB, synthesis_macs, tiny_config,
     upsample_2x)
 
 
@@ -105,12 +105,13 @@ def _reference_modulated_conv(x, layer, w):
     return torch.cat(out)
 
 
+@pytest.mark.parametrize("batch", [1, 3])  # one frame folds style and demodulation into the weights
 @pytest.mark.parametrize("up", [False, True])
-def test_modulated_conv_matches_textbook_form(up):
+def test_modulated_conv_matches_textbook_form(up, batch):
     torch.manual_seed(0)
     layer = SynthesisLayer(6, 5, w_dim=7, resolution=16, up=up)
-    x = torch.randn(3, 6, 8 if up else 16, 8 if up else 16)
-    w = torch.randn(3, 7)
+    x = torch.randn(batch, 6, 8 if up else 16, 8 if up else 16)
+    w = torch.randn(batch, 7)
     with torch.no_grad():
         ours = layer(x, w, noise_mode="none")
         reference = _reference_modulated_conv(x, layer, w) + layer.bias[None, :, None, None]
@@ -139,3 +140,29 @@ def test_mapping_truncation_and_w_avg():
     assert full.shape == (4, config.num_ws, config.w_dim)
     assert torch.allclose(psi0, gen.mapping.w_avg.expand_as(psi0))
     assert torch.allclose(cut[:, 2:], full[:, 2:]) and not torch.allclose(cut[:, :2], full[:, :2])
+
+
+def test_to_rgb_matches_textbook_form():
+    torch.manual_seed(0)
+    layer = ToRGB(6, w_dim=7, img_channels=3, conv_clamp=0.5)
+    x, w = torch.randn(2, 6, 5, 5), torch.randn(2, 7)
+    styles = layer.affine(w) * layer.weight_gain
+    reference = torch.cat([torch.nn.functional.conv2d(x[i:i + 1] * styles[i][None, :, None, None], layer.weight)
+                           for i in range(2)]) + layer.bias[None, :, None, None]
+    assert torch.allclose(layer(x, w), reference.clamp(-0.5, 0.5), atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_tuning_path_gives_the_inference_result_and_gradients(batch):
+    # Training keeps every step out of place (autograd needs them); inference fuses in place.
+    torch.manual_seed(0)
+    layer = SynthesisLayer(6, 5, w_dim=7, resolution=8, conv_clamp=0.3)
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.5)
+    x, w = torch.randn(batch, 6, 8, 8, requires_grad=True), torch.randn(batch, 7)
+    tuned = layer(x, w)
+    tuned.square().sum().backward()
+    with torch.inference_mode():
+        inferred = layer(x.detach(), w)
+    assert torch.allclose(tuned, inferred, atol=1e-6) and tuned.abs().max() <= 0.3
+    assert x.grad is not None and layer.weight.grad.abs().sum() > 0 and layer.noise_strength.grad != 0

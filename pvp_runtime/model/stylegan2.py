@@ -173,12 +173,32 @@ class MappingNetwork(nn.Module):
         return ws
 
 
+def _bias_act(x: torch.Tensor, scale: torch.Tensor | None, offset: torch.Tensor,
+              clamp: float | None) -> torch.Tensor:
+    """``clamp(lrelu(x * scale + offset) * gain)`` in as few passes over ``x`` as autograd allows.
+
+    The activations are the largest tensors of a render and these element-wise steps are
+    memory-bound, so they are fused: the gain (> 0) commutes with the leaky ReLU and folds
+    into ``scale`` and ``offset``, and without autograd the activation and clamp run in place.
+    """
+    if scale is None:
+        x = torch.add(offset * LRELU_GAIN, x, alpha=LRELU_GAIN)
+    else:
+        x = torch.addcmul(offset * LRELU_GAIN, x, scale * LRELU_GAIN)
+    in_place = not (torch.is_grad_enabled() and x.requires_grad)
+    x = F.leaky_relu(x, LRELU_SLOPE, inplace=in_place)
+    if clamp is None:
+        return x
+    return x.clamp_(-clamp, clamp) if in_place else x.clamp(-clamp, clamp)
+
+
 class SynthesisLayer(nn.Module):
     """Modulated, demodulated 3x3 convolution with per-pixel noise and leaky ReLU.
 
-    Implemented as modulate-input -> shared conv -> demodulate-output, which is
-    algebraically the official fused grouped convolution but runs as one large
-    convolution over the batch.
+    For a batch it runs as modulate-input -> one shared convolution -> demodulate-output,
+    algebraically the official fused grouped convolution but one large convolution over the
+    batch.  A single frame (F12, the viewport) folds style and demodulation into the weights
+    instead, which saves two passes over the activations.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
@@ -194,25 +214,29 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        styles = self.affine(w)  # [N, C_in]
+        styles = self.affine(w).to(x.dtype)  # [N, C_in]
         weight = self.weight.to(x.dtype)
         # Demodulation coefficients: 1 / ||weight * style|| per output channel and sample.
-        dcoefs = ((weight.square().sum(dim=[2, 3]) @ styles.square().T.to(x.dtype)).T + 1e-8).rsqrt()
-        x = x * styles.to(x.dtype)[:, :, None, None]
+        dcoefs = ((weight.square().sum(dim=[2, 3]) @ styles.square().T).T + 1e-8).rsqrt()  # [N, C_out]
+        if x.shape[0] == 1:
+            weight = weight * styles[0][None, :, None, None] * dcoefs[0][:, None, None, None]
+            scale = None
+        else:
+            x = x * styles[:, :, None, None]
+            scale = dcoefs[:, :, None, None]
         if self.up:
             x = blur_after_transposed_conv(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
             x = F.conv2d(x, weight, padding=1)
-        x = x * dcoefs[:, :, None, None]
+        offset = self.bias.to(x.dtype)[None, :, None, None]
         if noise_mode == "const":
-            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
+            offset = offset + (self.noise_const * self.noise_strength).to(x.dtype)
         elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
+            offset = offset + noise * self.noise_strength.to(x.dtype)
         elif noise_mode != "none":
             raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
-        x = x + self.bias.to(x.dtype)[None, :, None, None]
-        return _lrelu(x, LRELU_GAIN, self.conv_clamp)
+        return _bias_act(x, scale, offset, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
@@ -227,8 +251,12 @@ class ToRGB(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
-        x = F.conv2d(x * styles.to(x.dtype)[:, :, None, None], self.weight.to(x.dtype))
+        styles = (self.affine(w) * self.weight_gain).to(x.dtype)  # [N, C_in]
+        # Per-sample modulated 1x1 weights [N, 3, C_in] applied as one batched matmul: no
+        # modulated copy of the (large) input is made.
+        weight = self.weight.to(x.dtype)[:, :, 0, 0][None] * styles[:, None, :]
+        n, c, h, wd = x.shape
+        x = torch.bmm(weight, x.reshape(n, c, h * wd)).reshape(n, -1, h, wd)
         x = x + self.bias.to(x.dtype)[None, :, None, None]
         return x.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
 
