@@ -28,22 +28,31 @@ ensure_venv() {
     echo "$wanted" > "$stamp"
 }
 
-# The second Blender the tests run the extension on: Blender 4.2 LTS as a Python module, in
-# its own light environment (the Blender process needs only bpy + numpy; the runtime it
-# starts is .venv's Python, with torch).  4.2.23 is the newest 4.2 LTS wheel for Python 3.11;
-# like 5.0.1 it needs numpy<2.  Stamped with the requirement line, so a changed pin reinstalls.
-BPY42_VENV=".venv-bpy42"
-BPY42_REQUIREMENTS="bpy==4.2.23 numpy>=1.26,<2"
-# Usage: ensure_bpy42_venv
-ensure_bpy42_venv() {
-    local python="${PYTHON:-python3.11}"
-    local stamp="$BPY42_VENV/.pvp-installed"
-    if [ -x "$BPY42_VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$BPY42_REQUIREMENTS" ]; then
+# The other Blenders the tests run the extension on: the LTS releases as Python modules, each in
+# its own light environment .venv-bpy<NN> (the Blender process needs only bpy + numpy; the
+# runtime it starts is .venv's Python, with torch).  Each pin is the newest wheel of that LTS for
+# Python 3.11; like 5.0.1 they need numpy<2.  Stamped with the requirement line, so a changed pin
+# reinstalls.  tests/blender_helpers.py: BLENDER_ENVS lists the same names.
+EXTRA_BLENDERS="4.2 4.5"
+blender_requirements() {
+    case "$1" in
+        4.2) echo "bpy==4.2.23 numpy>=1.26,<2" ;;
+        4.5) echo "bpy==4.5.15 numpy>=1.26,<2" ;;
+        *) echo "unknown Blender environment '$1' (known: $EXTRA_BLENDERS)" >&2; return 1 ;;
+    esac
+}
+# Usage: ensure_blender_venv 4.2
+ensure_blender_venv() {
+    local name="$1" python="${PYTHON:-python3.11}" requirements
+    requirements="$(blender_requirements "$name")" || return 1
+    local venv=".venv-bpy${name//./}"
+    local stamp="$venv/.pvp-installed"
+    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$requirements" ]; then
         return 0
     fi
-    echo "setting up $BPY42_VENV (Blender 4.2 LTS for the extension tests, about 350 MB) ..." >&2
-    [ -x "$BPY42_VENV/bin/python" ] || "$python" -m venv "$BPY42_VENV"
+    echo "setting up $venv (Blender $name LTS for the extension tests, about 350 MB) ..." >&2
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     # shellcheck disable=SC2086  # the requirement list is split on purpose
-    "$BPY42_VENV/bin/python" -m pip install --quiet --disable-pip-version-check $BPY42_REQUIREMENTS
-    echo "$BPY42_REQUIREMENTS" > "$stamp"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $requirements
+    echo "$requirements" > "$stamp"
 }

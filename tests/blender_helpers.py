@@ -42,14 +42,16 @@ def process_gone(pid: int, wait: float = 10.0) -> bool:
 # interpreter (torch), whatever Blender runs the scenario.  PVP_BLENDER_ENVS narrows or extends
 # the list: a comma list of names ("5.0" runs only the 5.0.1 wheel) and NAME=PYTHON entries for
 # another wheel ("4.5=/tmp/bpy45/bin/python": its bpy version must start with NAME).  Without
-# it, both environments below run, and a missing one fails the tests.
+# it, every environment below runs, and a missing one fails the tests.
 BLENDER_ENVS = {
     "5.0": Path(sys.executable),                     # .venv: bpy==5.0.1 next to torch
     "4.2": REPO / ".venv-bpy42" / "bin" / "python",  # bpy==4.2.23 LTS (scripts/_venv.sh)
+    "4.5": REPO / ".venv-bpy45" / "bin" / "python",  # bpy==4.5.15 LTS (scripts/_venv.sh)
 }
 SETUP_HINT = {
     "5.0": "install the bpy wheel into this environment (pip install -e '.[test,blender]'; scripts/test.sh does)",
-    "4.2": "run scripts/test.sh (it creates .venv-bpy42), or: bash -c 'source scripts/_venv.sh && ensure_bpy42_venv'",
+    **{name: f"run scripts/test.sh (it creates .venv-bpy{name.replace('.', '')}), or: "
+              f"bash -c 'source scripts/_venv.sh && ensure_blender_venv {name}'" for name in ("4.2", "4.5")},
 }
 
 
