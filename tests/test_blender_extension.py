@@ -7,7 +7,8 @@ enabled; the runtime it starts is this checkout's ``pvp_runtime.server`` on this
 Frames are compared with the runtime's direct ``Avatar.render`` of the same channels under the
 ``Standard`` view transform.  The scenarios share one shot, in order: A builds and renders it,
 B reopens it, C breaks it, D composites and imports.  Everything runs once per Blender environment
-(the ``blender_python`` fixture: 5.0.1 in this interpreter's environment, 4.2 LTS in .venv-bpy42).
+(the ``blender_python`` fixture: 5.0.1 in this interpreter's environment, 4.2 and 4.5 LTS in
+.venv-bpy42 and .venv-bpy45).
 """
 
 import json
