@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped demo subject (demo/demo.pvp, demo/report.json, demo/fit_contact_sheet.png)
 # from nothing: the synthetic capture, then `pvp fit` (scratch prior) with demo/fit_config.json.
-# About an hour on a 2-core CPU.  Interrupted?  Run it again: the fit resumes from its checkpoint.
+# A few minutes on a 2-core CPU.  Interrupted?  Run it again: the fit resumes from its checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
