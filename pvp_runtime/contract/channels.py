@@ -47,6 +47,7 @@ import functools
 import logging
 import math
 import re
+import types
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -132,7 +133,7 @@ def expression_channels(num_expressions: int) -> tuple[ChannelSpec, ...]:
 class _LayoutTables:
     specs: tuple[ChannelSpec, ...]
     names: tuple[str, ...]
-    positions: dict          # name -> column
+    positions: Mapping[str, int]  # name -> column, read-only
     hard_min: np.ndarray     # [C] float32, read-only
     hard_max: np.ndarray
 
@@ -147,7 +148,8 @@ def _layout_tables(num_expressions: int) -> _LayoutTables:
     lows = np.array([spec.hard_min for spec in specs], dtype=np.float32)
     highs = np.array([spec.hard_max for spec in specs], dtype=np.float32)
     lows.flags.writeable = highs.flags.writeable = False  # shared by every caller
-    return _LayoutTables(specs, names, {name: i for i, name in enumerate(names)}, lows, highs)
+    positions = types.MappingProxyType({name: i for i, name in enumerate(names)})
+    return _LayoutTables(specs, names, positions, lows, highs)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class ChannelLayout:
         except (KeyError, TypeError):
             raise ChannelError(self._unknown(name)) from None
 
-    def column_of(self, name: str, source: str = "channels") -> int | None:
+    def column_of(self, name: str, source: str = "channels", frame: int | None = None) -> int | None:
         """The column a named channel fills; None for an expression coefficient past this subject's.
 
         Clips come from subjects and trackers with other expression counts (50, 100, 300 ...),
@@ -201,7 +203,8 @@ class ChannelLayout:
                 return columns[expression_name(number, self.num_expressions)]
             if number < MAX_EXPRESSIONS:
                 return None
-        raise ChannelError(f"{source}: {self._unknown(name)}")
+        where = source if frame is None else f"{source}: frame {frame}"
+        raise ChannelError(f"{where}: {self._unknown(name)}")
 
     def _unknown(self, name: str) -> str:
         return (f"unknown channel {name!r} (expected one of head_*, neck_*, jaw_*, "
@@ -273,7 +276,7 @@ def frames_from_records(records: Sequence[Mapping[str, float]], layout: ChannelL
         if not isinstance(record, Mapping):
             raise ChannelError(f"{source}: frame {frame} is not a mapping of channel names to values")
         for name, value in record.items():
-            column = layout.column_of(name, f"{source}: frame {frame}")
+            column = layout.column_of(name, source, frame)
             try:
                 value = float(value)
             except (TypeError, ValueError):
