@@ -12,6 +12,9 @@ each against a failure users of model-running add-ons report:
   is killed and the caller gets a one-line :class:`RuntimeProcessError`.
 * **Clear diagnosis.**  A missing interpreter, a missing ``pvp_runtime`` or
   ``torch`` in it, and crashes are named, with the last line the runtime wrote.
+* **No code from shared folders.**  Every start (probe, detect, serve) runs in a
+  fresh private working directory with PYTHONSAFEPATH set, so a module planted in
+  the system temp folder or Blender's cwd is never imported.
 * **Portable.**  Replies are read by a reader thread into a queue (``select``
   does not work on Windows pipes).
 """
@@ -85,12 +88,29 @@ def runtime_environment(source_dir: str = "") -> dict:
     return env
 
 
-def _popen(args: list[str], source_dir: str, **kwargs) -> subprocess.Popen:
+def private_workdir() -> str:
+    """A new, empty folder only this user can write to: the runtime's working directory.
+
+    A shared temp folder must never be the child's cwd: on Python < 3.11 ``-m`` puts cwd first
+    on ``sys.path``, so anyone who can write ``/tmp/torch.py`` or ``/tmp/pvp_runtime/`` would
+    run code as the artist.  ``mkdtemp`` makes the folder fresh with mode 0700.
+    """
+    return tempfile.mkdtemp(prefix="pvp-runtime-")
+
+
+def remove_workdir(path: str | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _popen(args: list[str], source_dir: str, workdir: str, **kwargs) -> subprocess.Popen:
+    """Start ``args`` safely: a private, fresh working directory and, on Python >= 3.11,
+    PYTHONSAFEPATH (the same as ``-P``), so neither cwd nor the script folder is searched for
+    modules.  ``-I`` is not used because it also drops PYTHONPATH, which carries ``source_dir``."""
     flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
-    # cwd is a neutral folder: `-m` puts cwd first on sys.path, and a folder holding the
-    # extension's torch-free copy of pvp_runtime must not shadow the real one.
-    return subprocess.Popen(args, env=runtime_environment(source_dir), cwd=tempfile.gettempdir(),
-                            creationflags=flags, **kwargs)
+    env = runtime_environment(source_dir)
+    env["PYTHONSAFEPATH"] = "1"
+    return subprocess.Popen(args, env=env, cwd=workdir, creationflags=flags, **kwargs)
 
 
 # --------------------------------------------------------------------------- probing
@@ -108,8 +128,9 @@ def probe_interpreter(interpreter: str, source_dir: str = "", timeout: float = 6
         path = resolve_interpreter(interpreter)
     except RuntimeProcessError as exc:
         return ProbeResult(interpreter, False, str(exc))
+    workdir = private_workdir()
     try:
-        process = _popen([path, "-m", SERVER_MODULE, "--probe"], source_dir,
+        process = _popen([path, "-m", SERVER_MODULE, "--probe"], source_dir, workdir,
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -118,6 +139,8 @@ def probe_interpreter(interpreter: str, source_dir: str = "", timeout: float = 6
         return ProbeResult(path, False, f"no answer within {timeout:.0f} s")
     except OSError as exc:
         return ProbeResult(path, False, f"cannot run: {exc.strerror or exc}")
+    finally:
+        remove_workdir(workdir)
     try:
         info = json.loads(out.decode("utf-8", "replace").strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -155,11 +178,13 @@ class RuntimeClient:
         self._lock = threading.Lock()
         self._closed = False
         self.interpreter = resolve_interpreter(settings.interpreter)
+        self._workdir = private_workdir()
         try:
             self._process = _popen([self.interpreter, "-m", SERVER_MODULE, "--parent-pid", str(os.getpid())],
-                                   settings.source_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
+                                   settings.source_dir, self._workdir, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
+            remove_workdir(self._workdir)
             raise RuntimeProcessError(f"cannot start runtime interpreter {self.interpreter}: "
                                       f"{exc.strerror or exc}") from None
         threading.Thread(target=self._read_replies, name="pvp-runtime-replies", daemon=True).start()
@@ -233,6 +258,7 @@ class RuntimeClient:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=timeout)
+        remove_workdir(self._workdir)
 
     def kill(self) -> None:
         self._closed = True
@@ -242,6 +268,7 @@ class RuntimeClient:
             self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        remove_workdir(self._workdir)
 
     # -- requests
 
@@ -278,6 +305,7 @@ class RuntimeClient:
         except subprocess.TimeoutExpired:
             self._process.kill()
             code = "killed"
+        remove_workdir(self._workdir)
         time.sleep(0.05)  # let the stderr reader catch the last lines
         reason = diagnose_stderr(self.interpreter, self.stderr_tail, self.settings.source_dir)
         return RuntimeProcessError(f"the PVP runtime exited unexpectedly (exit code {code}) while {doing}: {reason}")
