@@ -28,7 +28,7 @@ from .bundle import SubjectBundle, load_bundle, random_bundle
 from .contract.channels import ChannelLayout, frames_from_records, validate_frames
 from .contract.errors import PVPError
 from .imaging import generator_to_srgb, linear_to_srgb, srgb_to_linear, srgb_to_uint8, to_channels_last_numpy, unpremultiply
-from .model.pvp import MapperInputs
+
 from .model.stylegan2 import GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Avatar:
         return RenderedFrames(linear=join(linear_parts), srgb8=join(srgb_parts))
 
     def _render_batch(self, frames: np.ndarray, outputs):
-        inputs = MapperInputs.from_frames(frames, self.layout, self.device)
+        inputs = self.model.inputs(frames, self.layout, self.device)
         ws, _ = self.model(inputs)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
             img = self.generator.synthesis(ws, noise_mode="const")

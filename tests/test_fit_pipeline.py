@@ -138,7 +138,8 @@ def test_cli_scratch_fit_writes_report_sheet_and_bundle(files, tmp_path, capsys)
     assert "nearest_training_frame" in printed and "nearest_pivot" in printed and "RANDOM backbone" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["prior"] == "scratch"
-    assert set(report["evaluation"]["summary"]) == {"pvp", "nearest_training_frame", "nearest_pivot"}
+    assert set(report["evaluation"]["summary"]) == {"pvp", "nearest_training_frame", "nearest_pose_frame",
+                                                         "nearest_pivot"}
     assert report["evaluation"]["held_out_frames"] == [12, 13, 14, 15] and report["evaluation"]["masked_by_matte"]
     for method in report["evaluation"]["summary"].values():
         assert set(method) == {"psnr", "ssim", "lpips"} and all(np.isfinite(list(method.values())))

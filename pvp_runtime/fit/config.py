@@ -85,18 +85,27 @@ class PTIConfig:
     lpips_resolution: int | None = None  # None: LPIPS at full resolution, as PTI
 
 
+SCRATCH_MODES = ("joint", "pivots")
+
+
 @dataclass
 class ScratchPriorConfig:
-    """The prior used when no pretrained generator is given: a small generator and
-    learnable pivot codes optimised together on the pivot frames."""
+    """The prior used when no pretrained generator is given: a small generator and learnable
+    pivot codes, by default optimised together with both mappers on every training frame
+    (``mode`` "joint"; "pivots" learns them from the pivot frames alone, see scratch_prior.py)."""
 
     resolution: int = 64
     width: int = 64              # w_dim and the widest layer (tiny_config); ignored with config_f
     config_f: bool = False       # full config-f channel widths at ``resolution``
+    mode: str = "joint"
     steps: int = 3000
     batch_size: int = 4
     generator_lr: float = 2e-3
     code_lr: float = 1e-2
+    mapper_lr: float = 2e-3       # joint mode: the pose and expression mappers
+    pivot_weight: float = 0.5     # joint mode: weight of the pivot frames' own reconstruction
+    loss_resolution: int | None = None  # None: the generator's resolution
+    lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
     lpips_weight: float = 1.0
     l2_weight: float = 1.0
     lpips_threshold: float = 0.0  # > 0: stop early once a pass's mean LPIPS is below it
@@ -235,11 +244,15 @@ class FitConfig:
                     "checkpoint.every_steps"):
             need(_lookup(self, key) >= 1, key, "must be at least 1")
         need(m.steps >= 0, "mapper.steps", "must be >= 0")
-        for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "mapper.lr",
+        need(s.mode in SCRATCH_MODES, "scratch.mode", f"must be one of {', '.join(SCRATCH_MODES)}")
+        need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
+        need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
+        for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr", "mapper.lr",
                     "mapper.generator_lr", "checkpoint.every_seconds", "mask.sigma"):
             need(_lookup(self, key) > 0, key, "must be > 0")
         for key in ("pti.lpips_weight", "pti.l2_weight", "pti.locality_weight", "pti.locality_l2_weight",
                     "pti.locality_lpips_weight", "pti.lpips_threshold", "scratch.lpips_weight", "scratch.l2_weight",
+                    "scratch.pivot_weight",
                     "scratch.lpips_threshold", "mapper.mse_weight", "mapper.lpips_weight",
                     "mapper.regularizer_weight", "mapper.identity_weight", "mapper.expression_weight",
                     "mapper.pose_weight", "mapper.consistency_weight", "mapper.expression_perturbation_std",

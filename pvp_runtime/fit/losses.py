@@ -12,10 +12,14 @@ import torch.nn.functional as F
 from .encoders import ChannelEstimate, IdentityEncoder
 
 
-def perturb_expression(jaw_expression: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
-    """``[B, 3 + E]`` jaw and expression with N(0, std^2) added to the expression only."""
+def perturb_expression(jaw_expression: torch.Tensor, std: float, generator: torch.Generator,
+                       num_expressions: int | None = None) -> torch.Tensor:
+    """``[B, 3 + E (+ 6 eyes)]`` mapper inputs with N(0, std^2) added to the E expression
+    coefficients only (default: every column after the jaw)."""
     noise = torch.randn(jaw_expression.shape, generator=generator).to(jaw_expression.device) * std
     noise[:, :3] = 0
+    if num_expressions is not None:
+        noise[:, 3 + num_expressions:] = 0
     return jaw_expression + noise
 
 
@@ -26,14 +30,16 @@ def identity_loss(encoder: IdentityEncoder, render: torch.Tensor, target: torch.
     return (1 - F.cosine_similarity(encoder(render), reference, dim=1)).mean()
 
 
-def expression_matching_loss(estimate: ChannelEstimate, jaw_expression: torch.Tensor) -> torch.Tensor:
-    """The estimator must read the *perturbed* jaw and expression back off ``I'``."""
-    num_expressions = jaw_expression.shape[1] - 3
+def expression_matching_loss(estimate: ChannelEstimate, jaw_expression: torch.Tensor,
+                             num_expressions: int | None = None) -> torch.Tensor:
+    """The estimator must read the *perturbed* jaw and expression back off ``I'`` (columns after
+    the E expressions, a gaze subject's eyes, are not the estimator's to read)."""
+    num_expressions = jaw_expression.shape[1] - 3 if num_expressions is None else num_expressions
     if estimate.expression.shape[1] < num_expressions:
         raise ValueError(f"channel estimator gives {estimate.expression.shape[1]} expression coefficients, "
                          f"the subject uses {num_expressions}")
     return (F.mse_loss(estimate.jaw, jaw_expression[:, :3])
-            + F.mse_loss(estimate.expression[:, :num_expressions], jaw_expression[:, 3:]))
+            + F.mse_loss(estimate.expression[:, :num_expressions], jaw_expression[:, 3:3 + num_expressions]))
 
 
 def pose_consistency_loss(perturbed: ChannelEstimate, original: ChannelEstimate) -> torch.Tensor:

@@ -92,7 +92,7 @@ class MapperStage(TrainingStage):
         gen = step_generator(self.seed, self.name, index)
         picks = torch.randint(len(self.train_frames), (config.batch_size,), generator=gen).numpy()
         frames = self.train_frames[picks]
-        inputs = MapperInputs.from_frames(self.channels[frames], self.layout, self.device)
+        inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
         images, terms = self.render(inputs)
         targets = self.clip.images(frames, self.device)
         size = self.loss_resolution
@@ -107,13 +107,14 @@ class MapperStage(TrainingStage):
             losses["identity"] = identity_loss(self.networks.identity, images, targets)
             total = total + config.identity_weight * losses["identity"]
         if self.use_estimator or self.use_consistency:
-            perturbed = perturb_expression(inputs.jaw_expression, config.expression_perturbation_std, gen)
+            perturbed = perturb_expression(inputs.jaw_expression, config.expression_perturbation_std, gen,
+                                           self.layout.num_expressions)
             images_p, _ = self.render(MapperInputs(inputs.pitch_yaw, perturbed, inputs.roll))
             if self.use_estimator:
                 estimate_p = self.networks.estimator(images_p)
                 with torch.no_grad():
                     estimate = self.networks.estimator(images)
-                losses["expression"] = expression_matching_loss(estimate_p, perturbed)
+                losses["expression"] = expression_matching_loss(estimate_p, perturbed, self.layout.num_expressions)
                 losses["pose"] = pose_consistency_loss(estimate_p, estimate)
                 total = total + config.expression_weight * losses["expression"] + config.pose_weight * losses["pose"]
             if self.use_consistency:

@@ -36,6 +36,7 @@ from ..contract.atomic_files import replacing, write_text_atomically
 from ..contract.channels import ChannelLayout, ChannelStats
 from ..contract.errors import PVPError
 from ..image_io import write_png
+from ..imaging import srgb_to_uint8
 from ..model.pvp import MapperConfig as ModelMapperConfig
 from ..model.pvp import PVPModel
 from ..model.stylegan2 import Generator, GeneratorConfig, tiny_config
@@ -44,7 +45,8 @@ from .checkpoint import CheckpointError, load_checkpoint, load_module, module_te
 from .config import FitConfig
 from .data import FitInputs, inspect_inputs
 from .encoders import FitNetworks
-from .evaluate import Evaluation, evaluate_held_out, evaluation_sheet
+from .control import control_sheet, moved, sweeps
+from .evaluate import Evaluation, evaluate_held_out, evaluation_sheet, render_channels
 from .lpips import LPIPS, load_lpips
 from .mapper_training import MapperStage
 from .pivots import PivotChoice, select_pivots
@@ -53,7 +55,7 @@ from .assets import load_prior
 from .projector import EncoderInversion, ProjectionStage
 from .pti import PTIStage
 from .rng import derived_seed
-from .scratch_prior import ScratchPriorStage
+from .scratch_prior import ScratchPriorStage, initial_codes
 from .stage import InterruptGuard, LossHistory, TrainingStage, run_stage
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ WORK = "work"
 CHECKPOINT = "checkpoint.safetensors"
 REPORT = "report.json"
 SHEET = "contact_sheet.png"
+CONTROL_SHEET = "control_sheet.png"
 ALIGNMENT = "alignment.npz"
 CONFIG = "config.json"
 
@@ -238,17 +241,26 @@ class FitRun:
         return self.generator
 
     def _build_model(self) -> PVPModel:
+        """The mappers, built once per run (the joint scratch prior trains them before stage 2)."""
+        if self.model is not None:
+            return self.model
         m = self.config.mapper
         g = self.generator.config
         torch.manual_seed(derived_seed(self.config.seed, "mapper-init"))
         model = PVPModel(ModelMapperConfig(num_pivots=len(self.pivots_ws), num_expressions=self.layout.num_expressions,
-                                           hidden=m.hidden, beta=m.beta, expression_layers=m.expression_layers),
+                                           hidden=m.hidden, beta=m.beta, expression_layers=m.expression_layers,
+                                           gaze=self.capture_has_gaze()),
                          g.num_ws, g.w_dim).to(self.device)
         with torch.no_grad():
             model.pivots.copy_(self.pivots_ws)
         if any(k.startswith("model.") for k in self.tensors):
             load_module(model, self.tensors, "model", str(self.work / CHECKPOINT))
+        self.model = model
         return model
+
+    def capture_has_gaze(self) -> bool:
+        """Do the eyes move in the training clip?  Only then can the mappers learn gaze."""
+        return moved(self.inputs.channels[self.inputs.split.train], self.layout.slice("eyes"))
 
     def _save(self, current: tuple[str, int, TrainingStage] | None = None) -> None:
         tensors = {}
@@ -374,11 +386,18 @@ class FitRun:
         self._load_pivots()
         if self._done("scratch_prior"):
             return
-        stage = ScratchPriorStage(self.generator, clip, pivot_frames, self.lpips("train"), self.config.scratch,
+        if self.pivots_ws is None:
+            self.pivots_ws = initial_codes(self.generator, len(pivot_frames), self.config.seed, self.device)
+        model = self._build_model()
+        stage = ScratchPriorStage(self.generator, model, clip, self.inputs.channels, self.inputs.split.train,
+                                  pivot_frames, self.layout, self.lpips("train"), self.config.scratch,
                                   self.config.seed, self.device)
+        log.info("scratch prior (%s): %s", self.config.scratch.mode,
+                 "generator, pivot codes and mappers together on every training frame" if stage.joint else
+                 "generator and pivot codes on the pivot frames")
         steps, began = self._train(stage, guard)
         self.pivots_ws = stage.pivots_ws()
-        self._complete("scratch_prior", began, steps=steps, converged=stage.converged)
+        self._complete("scratch_prior", began, steps=steps, converged=stage.converged, mode=self.config.scratch.mode)
 
     def tune_generator(self) -> bool:
         choice = self.config.mapper.tune_generator
@@ -409,13 +428,14 @@ class FitRun:
         self.model.eval().requires_grad_(False)
         evaluation = evaluate_held_out(self.generator, self.model, clip, self.inputs.channels, self.layout,
                                        self.inputs.split, pivot_frames, self.lpips("eval"), self.device,
-                                       self.config.eval.batch_size)
+                                       self.config.eval.batch_size, mask_config=self.config.mask)
         self.meta["timings"]["evaluate"] = time.monotonic() - began
         report = self.report(evaluation, clip)
-        write_text_atomically(self.out_dir / REPORT, json.dumps(report, indent=2) + "\n")
         if self.config.eval.contact_sheet_frames > 0:
             with replacing(self.out_dir / SHEET) as sheet_tmp:
                 write_png(sheet_tmp, evaluation_sheet(evaluation, self.config.eval.contact_sheet_frames))
+        report["control"] = self._control_sheet()
+        write_text_atomically(self.out_dir / REPORT, json.dumps(report, indent=2) + "\n")
         with replacing(self.out_dir / ALIGNMENT) as alignment_tmp:
             np.savez(alignment_tmp, frame_to_crop=np.asarray(clip.transforms),
                      **({"crop_landmarks": np.asarray(clip.landmarks)} if clip.landmarks is not None else {}))
@@ -432,6 +452,21 @@ class FitRun:
             self.meta["completed"].append("finished")
         self._save()
         return FitResult(path, report, evaluation)
+
+    def _control_sheet(self) -> dict:
+        """Sweep every channel that moved in the training clip; write the sheet; describe it."""
+        train = self.inputs.channels[self.inputs.split.train]
+        all_sweeps = sweeps(train, self.layout)
+        if not all_sweeps:
+            return {"file": None, "note": "no channel moved in the training clip: nothing to sweep"}
+        renders = [srgb_to_uint8(render_channels(self.generator, self.model, sweep.frames, self.layout, self.device))
+                   .permute(0, 2, 3, 1).cpu().numpy() for sweep in all_sweeps]
+        with replacing(self.out_dir / CONTROL_SHEET) as sheet_tmp:
+            write_png(sheet_tmp, control_sheet(all_sweeps, renders))
+        return {"file": CONTROL_SHEET,
+                "note": "one row per channel that moved in the training clip: that channel from its 2nd to "
+                        "98th percentile, every other channel at its training median",
+                "sweeps": {sweep.channel: [float(v) for v in sweep.values] for sweep in all_sweeps}}
 
     def report(self, evaluation: Evaluation, clip: PreparedClip) -> dict:
         rolls = np.degrees([roll_removed(t) for t in clip.transforms])
@@ -464,12 +499,19 @@ class FitRun:
 def summary_table(evaluation: Evaluation) -> str:
     lpips = evaluation.lpips
     note = "" if lpips.get("backbone_pretrained") else "  [RANDOM backbone: not comparable to published LPIPS]"
+    region = evaluation.eyes_mouth == "measured"
     lines = [f"held-out evaluation: {len(evaluation.frames)} frames, "
              f"{'background removed by matte' if evaluation.masked else 'full frame'}; "
              f"LPIPS {lpips.get('net')}{note}",
-             f"{'method':<24}{'PSNR':>8}{'SSIM':>8}{'LPIPS':>8}"]
+             f"{'method':<24}{'PSNR':>8}{'SSIM':>8}{'LPIPS':>8}" + (f"{'PSNR e+m':>10}{'SSIM e+m':>10}"
+                                                                    if region else "")]
     for method, values in evaluation.summary().items():
         psnr = values["psnr"]
-        lines.append(f"{method:<24}{psnr if math.isfinite(psnr) else float('inf'):>8.2f}"
-                     f"{values['ssim']:>8.4f}{values['lpips']:>8.4f}")
+        line = (f"{method:<24}{psnr if math.isfinite(psnr) else float('inf'):>8.2f}"
+                f"{values['ssim']:>8.4f}{values['lpips']:>8.4f}")
+        if region:
+            line += f"{values['psnr_eyes_mouth']:>10.2f}{values['ssim_eyes_mouth']:>10.4f}"
+        lines.append(line)
+    if not region:
+        lines.append(f"eyes and mouth: {evaluation.eyes_mouth}")
     return "\n".join(lines)

@@ -65,10 +65,22 @@ def pivot_features(channels: np.ndarray, layout: ChannelLayout,
     return standardised, [name for name, k in zip(names, keep) if k]
 
 
+def head_pose_features(channels: np.ndarray, layout: ChannelLayout,
+                       reference: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """``[frames, 3]`` standardised yaw, pitch, roll of the composed head rotation (no expression)."""
+    angles = effective_head_angles(channels, layout).astype(np.float64)
+    rows = angles if reference is None else angles[np.asarray(reference)]
+    std = rows.std(axis=0)
+    keep = std > CONSTANT_EPS
+    return (angles[:, keep] - rows[:, keep].mean(axis=0)) / std[keep], [n for n, k in
+                                                                         zip(("yaw", "pitch", "roll"), keep) if k]
+
+
 def nearest_frames(channels: np.ndarray, layout: ChannelLayout, candidates: np.ndarray, queries: np.ndarray,
-                   reference: np.ndarray) -> np.ndarray:
-    """For each query frame, the candidate frame nearest in standardised pose and expression."""
-    features, _ = pivot_features(channels, layout, reference)
+                   reference: np.ndarray, features=pivot_features) -> np.ndarray:
+    """For each query frame, the candidate frame nearest in standardised ``features`` (default:
+    pose and expression, as pivots are chosen; :func:`head_pose_features` for pose alone)."""
+    features, _ = features(channels, layout, reference)
     candidates = np.asarray(candidates)
     distances = ((features[np.asarray(queries)][:, None] - features[candidates][None]) ** 2).sum(axis=2)
     return candidates[np.argmin(distances, axis=1)]

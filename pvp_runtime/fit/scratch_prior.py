@@ -1,35 +1,55 @@
-"""The "scratch" prior: a generator and the pivot codes learnt together from the pivots alone.
+"""The "scratch" prior: a generator learnt from the clip itself, when no pretrained StyleGAN2 is given.
 
-Used when no pretrained StyleGAN2 is given (small or demo subjects, CPU-only
-machines, or no licence for FFHQ weights).  A freshly initialised generator of
-the configured size and one learnable W+ code per pivot are optimised jointly
-(Adam, StyleGAN's betas (0, 0.99)) to reproduce the pivot frames under
-``lpips_weight * LPIPS + l2_weight * MSE``.  This replaces both the inversion
-and the pivotal tuning of the pretrained path; it has no locality regulariser
-because there is no prior to keep.
+Used for small or demo subjects, CPU-only machines, or without a licence for FFHQ
+weights.  Two modes (``scratch.mode``):
 
-What to expect: the pivots are reproduced closely, but the space *between*
-the codes was never trained, so blends of pivots (what the pose mapper makes)
-are weaker than on a pretrained manifold.  Stage 2 therefore also tunes the
-generator on every training frame by default (``mapper.tune_generator``).
+``joint`` (default)
+    The generator, the pivot codes *and both mappers* are optimised together on
+    every training frame: each step renders a batch of training frames from
+    their channels (pose mapper -> blend of pivot codes, expression mapper ->
+    offset) and a batch of pivot frames from their own codes, under
+    ``l2_weight * MSE`` at ``loss_resolution`` (+ ``lpips_weight * LPIPS``).
+    The learning rates fall to zero along a cosine over the last
+    ``lr_rampdown`` of the steps.
+
+    Why: a pretrained StyleGAN's W+ already turns a blend of two pivots at
+    different yaws into a head at an in-between yaw, because it learnt pose
+    from many faces.  A generator that only ever saw K isolated pivot codes
+    has no such space between them, so blending pivots cross-fades images (a
+    double face) and expression offsets land where nothing was learnt.
+    Training with the mappers in the loop from the first step makes the space
+    the mappers move in the space the generator learnt.  The pivot term keeps
+    the paper's meaning of a pivot: a code that reproduces its frame.
+
+``pivots``
+    The earlier deviation: generator and codes from the pivot frames alone,
+    the mappers afterwards (with the generator tuned in stage 2).  Kept to
+    measure against; see ``benchmarks/bench_fidelity.py``.
+
+There is no locality regulariser in either mode: there is no prior to keep.
 Nothing here knows faces in general: quality is bounded by the clip itself.
 """
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..contract.channels import ChannelLayout
+from ..model.pvp import PVPModel
 from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
-from .lpips import LPIPS
+from .lpips import LPIPS, area_downsample
 from .prepared import PreparedClip
 from .pti import epoch_batch
-from .rng import derived_seed
+from .rng import derived_seed, step_generator
 from .stage import TrainingStage
+
+MODES = ("joint", "pivots")
 
 
 def initial_codes(generator: Generator, count: int, seed: int, device) -> torch.Tensor:
@@ -40,26 +60,47 @@ def initial_codes(generator: Generator, count: int, seed: int, device) -> torch.
         return generator.mapping(z).clone()
 
 
+def cosine_rampdown(step: int, total: int, fraction: float) -> float:
+    """1 until the last ``fraction`` of the steps, then a half cosine down to 0."""
+    start = total * (1.0 - fraction)
+    if fraction <= 0 or step < start:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - start) / max(total - start, 1))))
+
+
 class ScratchPriorStage(TrainingStage):
     name = "scratch_prior"
 
-    def __init__(self, generator: Generator, clip: PreparedClip, pivot_frames: np.ndarray, lpips: LPIPS,
+    def __init__(self, generator: Generator, model: PVPModel, clip: PreparedClip, channels: np.ndarray,
+                 train_frames: np.ndarray, pivot_frames: np.ndarray, layout: ChannelLayout, lpips: LPIPS,
                  config: ScratchPriorConfig, seed: int, device):
         self.generator = generator
+        self.model = model
         self.clip = clip
+        self.channels = np.asarray(channels, np.float32)
+        self.train_frames = np.asarray(train_frames)
         self.pivot_frames = np.asarray(pivot_frames)
+        self.layout = layout
         self.lpips = lpips
         self.config = config
         self.seed = seed
         self.device = device
+        self.joint = config.mode == "joint"
         generator.requires_grad_(False)
-        synthesis = list(generator.synthesis.parameters())
-        for p in synthesis:
-            p.requires_grad_(True)
-        self.codes = initial_codes(generator, len(self.pivot_frames), seed, device).requires_grad_(True)
-        self.optimizer = torch.optim.Adam([{"params": synthesis, "lr": config.generator_lr},
-                                           {"params": [self.codes], "lr": config.code_lr}], betas=(0.0, 0.99))
+        synthesis = [p.requires_grad_(True) for p in generator.synthesis.parameters()]
+        model.requires_grad_(False)
+        model.pivots.requires_grad_(True)
+        groups = [{"params": synthesis, "lr": config.generator_lr},
+                  {"params": [model.pivots], "lr": config.code_lr}]
+        if self.joint:
+            mappers = [p.requires_grad_(True) for module in (model.pose_mapper, model.expression_mapper)
+                       for p in module.parameters()]
+            groups.append({"params": mappers, "lr": config.mapper_lr})
+        for group in groups:
+            group["initial_lr"] = group["lr"]
+        self.optimizer = torch.optim.Adam(groups, betas=(0.0, 0.99))
         self.batch_size = min(config.batch_size, len(self.pivot_frames))
+        self.loss_resolution = min(config.loss_resolution or clip.resolution, clip.resolution)
         self.total_steps = config.steps
         self.epoch_lpips_sum = 0.0
         self._converged = False
@@ -68,44 +109,74 @@ class ScratchPriorStage(TrainingStage):
     def converged(self) -> bool:
         return self._converged
 
+    def _image_loss(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+        small, small_targets = area_downsample(images, self.loss_resolution), area_downsample(targets,
+                                                                                             self.loss_resolution)
+        mse = F.mse_loss(small, small_targets)
+        loss = self.config.l2_weight * mse
+        # LPIPS is skipped when nothing uses it: no weight and no stopping threshold.
+        distance = None
+        if self.config.lpips_weight > 0 or self.config.lpips_threshold > 0:
+            distance = self.lpips(small, small_targets)
+            loss = loss + self.config.lpips_weight * distance.mean()
+        return loss, {"mse": mse.item()}, distance
+
+    def _pivot_batch(self, index: int) -> tuple[torch.Tensor, dict, torch.Tensor | None, bool]:
+        chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
+        images = self.generator.synthesis(self.model.pivots[torch.as_tensor(chosen, device=self.device)],
+                                          noise_mode="const")
+        loss, losses, distance = self._image_loss(images, self.clip.images(self.pivot_frames[chosen], self.device))
+        return loss, losses, distance, ends_epoch
+
+    def _frame_batch(self, index: int) -> tuple[torch.Tensor, dict]:
+        gen = step_generator(self.seed, self.name, index)
+        frames = self.train_frames[torch.randint(len(self.train_frames), (self.config.batch_size,),
+                                                 generator=gen).numpy()]
+        ws, _ = self.model(self.model.inputs(self.channels[frames], self.layout, self.device))
+        images = self.generator.synthesis(ws, noise_mode="const")
+        loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device))
+        return loss, losses
+
     def step(self, index: int) -> dict[str, float]:
         config = self.config
-        chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
-        images = self.generator.synthesis(self.codes[torch.as_tensor(chosen, device=self.device)], noise_mode="const")
-        targets = self.clip.images(self.pivot_frames[chosen], self.device)
-        mse = F.mse_loss(images, targets)
-        loss = config.l2_weight * mse
-        # LPIPS is skipped when nothing uses it: no weight and no stopping threshold.
-        distance = self.lpips(images, targets) if config.lpips_weight > 0 or config.lpips_threshold > 0 else None
-        if distance is not None:
-            loss = loss + config.lpips_weight * distance.mean()
+        scale = cosine_rampdown(index, self.total_steps, config.lr_rampdown)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * scale
+        pivot_loss, pivot_losses, distance, ends_epoch = self._pivot_batch(index)
+        record = {"pivot_mse": pivot_losses["mse"]}
+        total = config.pivot_weight * pivot_loss if self.joint else pivot_loss
+        if self.joint:
+            frame_loss, frame_losses = self._frame_batch(index)
+            total = total + frame_loss
+            record["mse"] = frame_losses["mse"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         self.optimizer.step()
-        if distance is None:
-            return {"mse": mse.item()}
-        self.epoch_lpips_sum += distance.sum().item()
-        if ends_epoch:
-            mean = self.epoch_lpips_sum / len(self.pivot_frames)
-            self.epoch_lpips_sum = 0.0
-            self._converged = config.lpips_threshold > 0 and mean <= config.lpips_threshold
-        return {"lpips": distance.mean().item(), "mse": mse.item()}
+        record["total"] = total.item()
+        if distance is not None:
+            record["lpips"] = distance.mean().item()
+            self.epoch_lpips_sum += distance.sum().item()
+            if ends_epoch:
+                mean = self.epoch_lpips_sum / len(self.pivot_frames)
+                self.epoch_lpips_sum = 0.0
+                self._converged = config.lpips_threshold > 0 and mean <= config.lpips_threshold
+        return record
 
     def pivots_ws(self) -> torch.Tensor:
-        return self.codes.detach().clone()
+        return self.model.pivots.detach().clone()
 
     def finish(self) -> None:
         self.generator.requires_grad_(False)
+        self.model.requires_grad_(False)
 
     def state(self):
         tensors, optimizer_meta = optimizer_tensors(self.optimizer, "optimizer")
-        tensors["codes"] = self.codes
         return tensors, {"optimizer": optimizer_meta, "epoch_lpips_sum": self.epoch_lpips_sum,
                          "converged": self._converged}
 
     def load_state(self, tensors, meta):
-        with torch.no_grad():
-            self.codes.copy_(tensors["codes"])
         load_optimizer(self.optimizer, tensors, meta["optimizer"], "optimizer")
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
         self.epoch_lpips_sum = meta["epoch_lpips_sum"]
         self._converged = meta["converged"]

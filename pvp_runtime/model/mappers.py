@@ -5,7 +5,10 @@ Pose mapper:        (pitch, yaw) -> N pivot blending weights.  The weights are a
                     (the beta-dilated convex hull of the pivots) and summing to 1;
                     W+ = sum_i alpha_i * w_i.
 Expression mapper:  one MLP per W+ layer for the first 8 layers; input jaw pose (3)
-                    and expression (E); its Tanh output is added to those layers.
+                    and expression (E), plus both eyes' axis-angles (6) for a
+                    subject fitted on a capture with gaze; its Tanh output is
+                    added to those layers.  (Gaze is our addition: the paper's
+                    mappers ignore the eyes, so its subjects cannot look around.)
 
 Both final layers start at zero, so an untrained model renders the pivots'
 centroid with no expression offset (the reference code uses PyTorch's default
@@ -20,6 +23,7 @@ from torch import nn
 
 POSE_INPUTS = 2  # pitch, yaw in radians
 JAW_INPUTS = 3
+GAZE_INPUTS = 6  # eye_l_x/y/z, eye_r_x/y/z
 DEFAULT_HIDDEN = 128
 DEFAULT_BETA = 0.02
 DEFAULT_EXPRESSION_LAYERS = 8
@@ -62,10 +66,11 @@ class PoseMapper(nn.Module):
 
 class ExpressionMapper(nn.Module):
     def __init__(self, num_expressions: int, w_dim: int, num_layers: int = DEFAULT_EXPRESSION_LAYERS,
-                 hidden: int = DEFAULT_HIDDEN):
+                 hidden: int = DEFAULT_HIDDEN, gaze: bool = False):
         super().__init__()
         self.num_layers = num_layers
-        self.layers = nn.ModuleList(_mlp(JAW_INPUTS + num_expressions, hidden, w_dim) for _ in range(num_layers))
+        inputs = JAW_INPUTS + num_expressions + (GAZE_INPUTS if gaze else 0)
+        self.layers = nn.ModuleList(_mlp(inputs, hidden, w_dim) for _ in range(num_layers))
 
     def forward(self, jaw_and_expression: torch.Tensor) -> torch.Tensor:
         """Returns the W+ offset of the first ``num_layers`` layers, [B, num_layers, w_dim]."""

@@ -23,6 +23,7 @@ class MapperConfig:
     hidden: int = DEFAULT_HIDDEN
     beta: float = DEFAULT_BETA
     expression_layers: int = DEFAULT_EXPRESSION_LAYERS
+    gaze: bool = False  # the expression mapper also reads the eye channels (fitted on a capture with gaze)
 
     def __post_init__(self):
         if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
@@ -41,18 +42,18 @@ class MapperInputs:
     """What the mappers see of a batch of frames (roll is applied later, in 2D)."""
 
     pitch_yaw: torch.Tensor      # [B, 2] radians, of the composed global+neck rotation
-    jaw_expression: torch.Tensor  # [B, 3 + E]
+    jaw_expression: torch.Tensor  # [B, 3 + E], or [B, 3 + E + 6] with the eyes for a gaze subject
     roll: torch.Tensor           # [B] radians
 
     @classmethod
-    def from_frames(cls, frames: np.ndarray, layout: ChannelLayout, device="cpu") -> "MapperInputs":
+    def from_frames(cls, frames: np.ndarray, layout: ChannelLayout, device="cpu", gaze: bool = False) -> "MapperInputs":
         frames = np.asarray(frames, dtype=np.float32)
         angles = effective_head_angles(frames, layout)  # yaw, pitch, roll
-        jaw = frames[:, layout.slice("jaw")]
-        expression = frames[:, layout.slice("expression")]
+        parts = [frames[:, layout.slice("jaw")], frames[:, layout.slice("expression")]]
+        if gaze:
+            parts.append(frames[:, layout.slice("eyes")])
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
-        return cls(as_tensor(angles[:, [1, 0]]), as_tensor(np.concatenate([jaw, expression], axis=1)),
-                   as_tensor(angles[:, 2]))
+        return cls(as_tensor(angles[:, [1, 0]]), as_tensor(np.concatenate(parts, axis=1)), as_tensor(angles[:, 2]))
 
 
 class PVPModel(nn.Module):
@@ -64,7 +65,11 @@ class PVPModel(nn.Module):
         self.pivots = nn.Parameter(torch.zeros(config.num_pivots, num_ws, w_dim), requires_grad=False)
         self.pose_mapper = PoseMapper(config.num_pivots, config.hidden, config.beta)
         self.expression_mapper = ExpressionMapper(config.num_expressions, w_dim, self.expression_layers,
-                                                  config.hidden)
+                                                  config.hidden, config.gaze)
+
+    def inputs(self, frames: np.ndarray, layout: ChannelLayout, device="cpu") -> MapperInputs:
+        """What this model's mappers read of ``frames`` (the eyes only for a gaze subject)."""
+        return MapperInputs.from_frames(frames, layout, device, self.config.gaze)
 
     def forward(self, inputs: MapperInputs) -> tuple[torch.Tensor, dict]:
         """Returns W+ [B, num_ws, w_dim] and the terms the latent regulariser needs."""
