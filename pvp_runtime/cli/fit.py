@@ -15,7 +15,7 @@ from ..formats.channel_sources import SOURCES
 log = logging.getLogger("pvp.fit")
 
 DESCRIPTION = """\
-Learn a personalized, riggable subject from a monocular video (PVP, design.md section 2).
+Learn a personalized, riggable subject from a monocular video (PVP; README "Fitting a subject").
 
 Inputs: FRAMES is a video file or a folder of images; CHANNELS holds one record of rig
 channels per frame in the runtime's layout (.csv/.json/.npz, see README "Channel files").

@@ -2,7 +2,7 @@
 
 Why our own: the ``lpips`` package imports torchvision at import time, and the
 only torchvision for torch 2.13 is a CUDA build that fails to load on the CPU
-torch (design.md section 6).  The metric itself is small:
+torch (docs/architecture.md, "LPIPS").  The metric itself is small:
 
     d(x, y) = sum_l  mean_hw  || w_l * (f_l(x)/|f_l(x)| - f_l(y)/|f_l(y)|) ||^2
 
