@@ -196,7 +196,8 @@ def test_resume_refuses_a_changed_network_file(files, tmp_path, option):
         _write_alexnet_trunk(weights, 0.5)
     else:
         weights.write_bytes(b"weights, second version")
-    with pytest.raises(CheckpointError, match=re.escape(f"the {option} input changed since this fit started ({weights})")):
+    expected = f"the {option} input changed since this fit started ({weights})"
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
         FitRun.resume(tmp_path / "run", device="cpu")
 
 

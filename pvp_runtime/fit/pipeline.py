@@ -101,7 +101,7 @@ class FitRequest:
     def input_files(self) -> dict[str, str]:
         """The files and folders this fit reads, by the option that names them."""
         paths = {key: getattr(self, key) for key in PATH_FIELDS if key != "bundle"}
-        paths["lpips.backbone"], paths["lpips.eval_backbone"] = self.config.lpips.backbone, self.config.lpips.eval_backbone
+        paths.update({f"lpips.{key}": getattr(self.config.lpips, key) for key in ("backbone", "eval_backbone")})
         return {key: path for key, path in paths.items() if path is not None}
 
     @property
