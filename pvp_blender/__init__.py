@@ -2,7 +2,7 @@
 
 Layers (as in glTF-Blender-IO and Bonsai): modules without bpy hold the logic
 and are tested with plain pytest (``rig_math``, ``runtime_session``,
-``interpreters``, ``frame_plan``, ``flame_mesh_math``); the bpy modules are thin
+``interpreters``, ``flame_mesh_math``); the bpy modules are thin
 glue (``preferences``, ``properties``, ``rig``, ``engine``, ``operators``, ``ui``,
 ``animation``, ``compositing``, ``viewport``, ``flame_mesh``).  Nothing here imports torch: the
 runtime runs in its own process (``pvp_runtime.server``), reached through

@@ -193,7 +193,14 @@ def test_extension_zip_holds_only_the_addon_and_the_contract(shot):
     import zipfile
     names = zipfile.ZipFile(shot["zip"]).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert {n.split("/")[0] for n in names} == {"blender_manifest.toml", "__init__.py", "pvp_blender", "pvp_runtime"}
+    assert {n.split("/")[0] for n in names} == {"blender_manifest.toml", "__init__.py", "LICENSE", "pvp_blender",
+                                                "pvp_runtime"}
+    # The manifest says GPL-3.0-or-later; the zip carries that licence's full text.
+    license_text = zipfile.ZipFile(shot["zip"]).read("LICENSE").decode()
+    assert 'license = ["SPDX:GPL-3.0-or-later"]' in (REPO / "blender_manifest.toml").read_text()
+    assert license_text.split()[:7] == ["GNU", "GENERAL", "PUBLIC", "LICENSE", "Version", "3,", "29"]
+    assert "END OF TERMS AND CONDITIONS" in license_text and "any later version" in license_text
+    assert license_text == (REPO / "LICENSE").read_text()
     runtime = {n for n in names if n.startswith("pvp_runtime/")}
     shipped = ("pvp_runtime/contract/", "pvp_runtime/formats/")  # both torch-free (checked below)
     assert runtime == {"pvp_runtime/__init__.py"} | {n for n in runtime if n.startswith(shipped)}

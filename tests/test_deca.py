@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from pvp_runtime.contract.errors import AssetError
-from pvp_runtime.fit.encoders import ChannelEstimate, ChannelEstimator
+from pvp_runtime.fit.encoders import ChannelEstimator
+from pvp_runtime.model.channel_estimate import ChannelEstimate
 from pvp_runtime.loaders.deca import (CODE_LAYOUT, CODE_SIZE, FFHQ_DECA_CROP, DecaCoarseEncoder, DecaEstimator,
                                       decompose_code, load_channel_estimator, load_deca_encoder)
 

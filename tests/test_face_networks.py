@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pvp_runtime.contract.errors import AssetError
-from pvp_runtime.loaders.arcface import IdentityEncoder, load_arcface, load_identity_encoder
+from pvp_runtime.loaders.arcface import ArcFaceEncoder, load_arcface, load_identity_encoder
 from pvp_runtime.loaders.e4e import load_e4e, load_latent_encoder
 from pvp_runtime.model.e4e import Encoder4Editing
 from pvp_runtime.model.irse import ArcFaceBackbone, IRSEConfig
@@ -110,7 +110,7 @@ def test_arcface_wrong_kind_shapes_and_truncation(tmp_path):
     with pytest.raises(AssetError, match="truncated|corrupt"):
         load_arcface(cut)
     with pytest.raises(ValueError):
-        IdentityEncoder(load_arcface(path), crop=(0.5, 0.2, 0, 1))
+        ArcFaceEncoder(load_arcface(path), crop=(0.5, 0.2, 0, 1))
 
 
 # --------------------------------------------------------------------------- e4e

@@ -15,7 +15,8 @@ from pvp_runtime.fit.metrics import frame_metrics, psnr, ssim
 from pvp_runtime.fit.prepared import PreparedClip
 from pvp_runtime.fit.projector import EncoderInversion
 from pvp_runtime.fit.rng import step_generator
-from pvp_runtime.fit.stage import LossHistory
+from pvp_runtime.fit.finite import FitDiverged
+from pvp_runtime.fit.stage import InterruptGuard, LossHistory, TrainingStage, run_stage
 from pvp_runtime.model.stylegan2 import Generator, tiny_config
 
 
@@ -60,6 +61,59 @@ def test_checkpoint_errors(tmp_path):
         load_module(torch.nn.Linear(2, 2), {"net.bias": torch.zeros(2)}, "net", "c")
     with pytest.raises(CheckpointError, match="has shape"):
         load_module(torch.nn.Linear(2, 2), {"net.bias": torch.zeros(3), "net.weight": torch.zeros(2, 2)}, "net", "c")
+
+
+class GoesNaN(TrainingStage):
+    """A stage whose loss (or, with ``poison_parameter``, only its parameter) turns NaN at step ``bad``."""
+
+    name = "goes_nan"
+    total_steps = 10
+
+    def __init__(self, bad: int, poison_parameter: bool = False):
+        self.bad, self.poison_parameter = bad, poison_parameter
+        self.weight = torch.ones(3)
+
+    def step(self, index: int) -> dict[str, float]:
+        if index + 1 == self.bad:
+            if self.poison_parameter:
+                self.weight[1] = float("inf")
+            else:
+                return {"mse": 0.5, "lpips": float("nan")}
+        return {"mse": 0.5, "lpips": 0.25}
+
+    def state(self):
+        return {"weight": self.weight.clone()}, {}
+
+
+def _run_saving_checkpoints(stage: TrainingStage, path) -> list[int]:
+    saved = []
+
+    def save(step: int) -> None:
+        tensors, _ = stage.state()
+        save_checkpoint(path, tensors, {"step": step}, f"in stage {stage.name} at step {step}")
+        saved.append(step)
+    with InterruptGuard() as guard:
+        run_stage(stage, 0, LossHistory(stage.total_steps), save, guard, every_steps=3, every_seconds=1e9)
+    return saved
+
+
+def test_a_stage_stops_at_its_first_non_finite_loss_and_keeps_the_last_finite_checkpoint(tmp_path):
+    path = tmp_path / "c.safetensors"
+    with pytest.raises(FitDiverged) as info:
+        _run_saving_checkpoints(GoesNaN(bad=8), path)
+    message = str(info.value)
+    assert "stage goes_nan at step 8" in message and "loss 'lpips' is nan" in message and "\n" not in message
+    assert load_checkpoint(path)[1] == {"step": 6}  # steps 1-7 were fine; 6 was the last checkpoint
+    assert isinstance(info.value, PVPError)  # the CLI prints it on one line and exits non-zero
+
+
+def test_a_non_finite_parameter_is_never_checkpointed(tmp_path):
+    path = tmp_path / "c.safetensors"
+    with pytest.raises(FitDiverged, match=r"stage goes_nan at step 9: tensor 'weight' holds NaN or infinite"):
+        _run_saving_checkpoints(GoesNaN(bad=9, poison_parameter=True), path)  # its losses stay finite
+    tensors, meta = load_checkpoint(path)
+    assert meta == {"step": 6} and torch.equal(tensors["weight"], torch.ones(3))
+    assert not list(tmp_path.glob(".*partial*"))
 
 
 def test_step_generators_are_reproducible_and_distinct():

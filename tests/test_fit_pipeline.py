@@ -1,9 +1,13 @@
 """``pvp fit`` end to end on a tiny synthetic clip: resume exactness, outputs, refusals, help."""
 
 import copy
+import dataclasses
 import json
+import os
+import re
 import shutil
 import signal
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +19,8 @@ from pvp_runtime.bundle import load_bundle
 from pvp_runtime.cli.main import main
 from pvp_runtime.fit.checkpoint import CheckpointError, load_checkpoint
 from pvp_runtime.fit.config import FitConfig
+from pvp_runtime.fit.finite import FitDiverged
+from pvp_runtime.fit.lpips import alexnet_features
 from pvp_runtime.fit.pipeline import FitRequest, FitRun
 from pvp_runtime.loaders.generator_file import save_generator_file
 from pvp_runtime.fit.projector import noise_layers
@@ -46,6 +52,12 @@ def files(tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(files, tmp_path_factory):
+    request = _request(files)
+    return FitRun.start(request, request.inspect(), tmp_path_factory.mktemp("uninterrupted") / "a", device="cpu").run()
+
+
 def _request(files, **overrides):
     return FitRequest(frames=str(files["frames"]), channels=str(files["channels"]),
                       config=FitConfig().with_overrides({**TINY, **overrides}), num_expressions=6,
@@ -63,9 +75,8 @@ def _tensors(path):
             **{f"m.{k}": v for k, v in bundle.model.state_dict().items()}}
 
 
-def test_interrupted_and_killed_run_resumes_to_the_same_result(files, tmp_path):
+def test_interrupted_and_killed_run_resumes_to_the_same_result(files, uninterrupted, tmp_path):
     request = _request(files)
-    uninterrupted = FitRun.start(request, request.inspect(), tmp_path / "a", device="cpu").run()
 
     def interrupt_at(stage, step):
         def hook(name, done):
@@ -95,12 +106,99 @@ def test_interrupted_and_killed_run_resumes_to_the_same_result(files, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the guard put Ctrl-C back
     resumed = FitRun.resume(out, device="cpu").run()
 
+    _assert_same_fit(resumed, uninterrupted)
+
+
+def _assert_same_fit(resumed, uninterrupted):
     expected, actual = _tensors(uninterrupted.bundle), _tensors(resumed.bundle)
     assert expected.keys() == actual.keys()
     different = [k for k in expected if not torch.equal(expected[k], actual[k])]
     assert not different, different[:5]
     assert resumed.evaluation.summary() == uninterrupted.evaluation.summary()
     assert resumed.report["pivots"] == uninterrupted.report["pivots"]
+
+
+def _last_checkpoint(out) -> tuple[str, int]:
+    tensors, meta = load_checkpoint(out / "work" / "checkpoint.safetensors")
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    return meta["current"]["stage"], meta["current"]["step"]
+
+
+def test_a_fit_that_goes_non_finite_stops_and_resumes_from_the_last_finite_checkpoint(files, uninterrupted, tmp_path):
+    request = _request(files)  # mapper: 12 steps, a checkpoint every 4
+    out = tmp_path / "run"
+
+    def poison_after(step):
+        def hook(name, done):
+            if (name, done) == ("mapper", step):
+                with torch.no_grad():
+                    run.model.pivots.fill_(float("nan"))
+        return hook
+    # After step 8: its losses were finite, so only the parameter check before its checkpoint sees it.
+    run = FitRun.start(request, request.inspect(), out, device="cpu", on_step=poison_after(8))
+    with pytest.raises(FitDiverged, match=r"in stage mapper at step 8: tensor 'model\.pivots' holds NaN"):
+        run.run()
+    assert _last_checkpoint(out) == ("mapper", 4)
+    # After step 6: step 7's losses are NaN, and the run stops there, before its next checkpoint.
+    run = FitRun.resume(out, device="cpu", on_step=poison_after(6))
+    with pytest.raises(FitDiverged, match=r"in stage mapper at step 7: loss '\w+' is nan"):
+        run.run()
+    assert _last_checkpoint(out) == ("mapper", 4)
+    assert not (out / "tiny.pvp").exists() and not (out / "report.json").exists()
+    _assert_same_fit(FitRun.resume(out, device="cpu").run(), uninterrupted)
+
+
+def _stop_at_once(name, done):
+    signal.raise_signal(signal.SIGINT)
+
+
+def test_resume_works_from_another_folder_and_names_a_moved_input(files, tmp_path, monkeypatch, capsys):
+    root = files["channels"].parent
+    monkeypatch.chdir(root)
+    request = _request({key: Path(os.path.relpath(path, root)) for key, path in files.items()},
+                       **{"projector.steps": 2})
+    assert Path(request.frames).is_absolute() and Path(request.landmarks).is_absolute()
+    out = tmp_path / "run"
+    with pytest.raises(FitInterrupted):
+        FitRun.start(request, request.inspect(), out, device="cpu", on_step=_stop_at_once).run()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    moved = files["landmarks"].with_name("moved.npy")
+    files["landmarks"].rename(moved)
+    try:
+        code = main(["fit", "--resume", "-o", "../run", "--device", "cpu"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err and f"{files['landmarks']} (landmarks of this fit) is gone" in err, err
+    finally:
+        moved.rename(files["landmarks"])
+    assert main(["fit", "--resume", "-o", "../run", "--device", "cpu"]) == 0
+    assert (out / "tiny.pvp").is_file()
+
+
+def _write_alexnet_trunk(path, offset: float) -> None:
+    state = {f"features.{k}": v + offset for k, v in alexnet_features().state_dict().items()}
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("option", ["arcface", "deca", "lpips.backbone"])
+def test_resume_refuses_a_changed_network_file(files, tmp_path, option):
+    weights = tmp_path / "weights.pth"
+    if option == "lpips.backbone":
+        _write_alexnet_trunk(weights, 0.0)
+        request = _request(files, **{"projector.steps": 2, "lpips.backbone": str(weights)})
+    else:  # FitRun only fingerprints these (the CLI loads them), so any bytes will do
+        weights.write_bytes(b"weights, first version")
+        request = dataclasses.replace(_request(files, **{"projector.steps": 2}), **{option: str(weights)})
+    with pytest.raises(FitInterrupted):
+        FitRun.start(request, request.inspect(), tmp_path / "run", device="cpu", on_step=_stop_at_once).run()
+    if option == "lpips.backbone":
+        _write_alexnet_trunk(weights, 0.5)
+    else:
+        weights.write_bytes(b"weights, second version")
+    expected = f"the {option} input changed since this fit started ({weights})"
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        FitRun.resume(tmp_path / "run", device="cpu")
 
 
 def test_resume_refuses_changed_inputs_and_a_missing_checkpoint(files, tmp_path):
@@ -167,6 +265,23 @@ def test_cli_scratch_fit_writes_report_sheet_and_bundle(files, tmp_path, capsys)
     assert code == 2 and "not empty" in capsys.readouterr().err
     assert main(["fit", "--resume", "-o", str(out), "--device", "cpu"]) == 0
     assert torch.equal(load_bundle(out / "subject.pvp").model.pivots, bundle.model.pivots)
+
+
+def test_cli_fit_with_an_absurd_learning_rate_stops_with_one_line(files, tmp_path, capsys):
+    out = tmp_path / "subject"
+    code = main(_cli(files, out, "--pivots", "3", "--held-out", "4", "--resolution", "32", "--width", "16",
+                     "--scratch-steps", "12", "--mapper-steps", "4", "--checkpoint-every", "1",
+                     "--set", "lpips.net=\"alex\"", "--set", "scratch.batch_size=3",
+                     "--set", "scratch.generator_lr=1e30"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert re.fullmatch(r"pvp: error: fit diverged in stage scratch_prior at step \d+: (loss|tensor) '[\w.]+' .*", err)
+    step = int(re.search(r"at step (\d+)", err).group(1))
+    tensors, meta = load_checkpoint(out / "work" / "checkpoint.safetensors")
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    current = meta["current"] or {"stage": meta["completed"][-1], "step": 0}
+    assert (current["stage"], current["step"]) in (("pivots", 0), ("scratch_prior", step - 1))
+    assert not (out / "subject.pvp").exists() and not (out / "report.json").exists()
 
 
 def _refused(capsys, argv, out, *words):

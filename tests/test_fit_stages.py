@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pvp_runtime.fit.config import FitConfig
-from pvp_runtime.fit.encoders import ChannelEstimate, FitNetworks
+from pvp_runtime.fit.encoders import FitNetworks
 from pvp_runtime.fit.evaluate import render_channels
 from pvp_runtime.fit.losses import (expression_matching_loss, identity_loss, latent_regularizer,
                                     masked_consistency_loss, perturb_expression, pose_consistency_loss)
@@ -26,6 +26,7 @@ from pvp_runtime.fit.projector import ProjectionStage, noise_layers, noise_regul
 from pvp_runtime.fit.pti import PTIStage, locality_regularizer
 from pvp_runtime.fit.scratch_prior import ScratchPriorStage
 from pvp_runtime.fit.synthetic import synthetic_clip
+from pvp_runtime.model.channel_estimate import ChannelEstimate
 from pvp_runtime.model.pvp import MapperConfig, MapperInputs, PVPModel
 from pvp_runtime.model.stylegan2 import tiny_config
 

@@ -52,7 +52,7 @@ def test_official_parameter_names_and_counts():
         assert key in names
     assert "mapping.w_avg" in gen.state_dict() and "synthesis.b32.conv0.noise_const" in gen.state_dict()
     synthesis = sum(p.numel() for p in gen.synthesis.parameters())
-    assert synthesis == pytest.approx(27.9e6, rel=0.01)  # design.md: 27.9 M at 256
+    assert synthesis == pytest.approx(27.9e6, rel=0.01)  # NVlabs config-f at 256: 27.9 M
     assert synthesis_macs(CONFIG_F_256) == pytest.approx(45.1e9, rel=0.02)
     assert synthesis_macs(CONFIG_F_1024) == pytest.approx(74.3e9, rel=0.02)
 

@@ -15,7 +15,7 @@ from ..formats.channel_sources import SOURCES
 log = logging.getLogger("pvp.fit")
 
 DESCRIPTION = """\
-Learn a personalized, riggable subject from a monocular video (PVP, design.md section 2).
+Learn a personalized, riggable subject from a monocular video (PVP; README "Fitting a subject").
 
 Inputs: FRAMES is a video file or a folder of images; CHANNELS holds one record of rig
 channels per frame in the runtime's layout (.csv/.json/.npz, see README "Channel files").
@@ -51,7 +51,9 @@ Stages (each resumable; --set SECTION.KEY=VALUE changes any setting, see --dump-
 
 Long jobs: a checkpoint is written every --checkpoint-every steps or 10 minutes; Ctrl-C
 stops at the next step boundary and checkpoints; `pvp fit --resume -o OUTDIR` continues
-(a kill loses at most one checkpoint interval).  Same seed + same device = same result.
+(a kill loses at most one checkpoint interval; inputs are recorded by absolute path).  A NaN
+or infinite loss or parameter stops the fit with its stage and step, and is never
+checkpointed.  Same seed + same device = same result.
 
 LPIPS uses the lpips package's published linear weights and pretrained VGG16/AlexNet
 backbones from the torch hub cache (vgg16-397923af.pth, alexnet-owt-7be5be79.pth) or

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
         "render", help="render a channel file to a PNG sequence",
         description="Render every frame of a channel file with a subject bundle. Frames are written as "
                     "OUTDIR/frame_NNNN.png (sRGB, RGBA, straight alpha), numbered by their index in the "
-                    f"channel file. Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see docs/channels.md), or "
+                    f"channel file. Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see README, 'Channel files'), or "
                     "tracker output read directly: DECA codes .npz, an EMOCA --save_codes folder, SMIRK "
                     "outputs .npz, feats.json. "
                     "Nothing is written unless every frame renders.")

@@ -13,7 +13,7 @@ position, as in FFHQ.  From the 68 iBUG landmarks of a frame:
 gives a square; its similarity transform onto the output square is the
 frame's *alignment transform* (frame pixels -> crop pixels).  It is kept per
 frame: it removes roll, translation and scale, which the product restores as a
-2D similarity at render time (design.md, "Roll and framing").
+2D similarity at render time (docs/architecture.md, "Conventions worth knowing": mapper inputs).
 
 Landmarks jitter from frame to frame; smoothing them over time with a Gaussian
 (``sigma`` in frames) stops the crop from flickering, as the paper does.

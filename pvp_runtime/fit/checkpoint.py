@@ -6,6 +6,7 @@ safetensors header, a JSON document (config, inputs, finished stages, the
 current stage and step, loss history).  Nothing is pickled.  Writing goes to
 a temporary file that is flushed, read back and renamed over the previous
 checkpoint, so a kill at any moment leaves either the old or the new one.
+A state holding NaN or infinite values is never written (:mod:`finite`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from safetensors.torch import save as save_safetensors
 
 from ..contract.atomic_files import replacing
 from ..contract.errors import PVPError
+from .finite import FitDiverged, non_finite_tensor
 
 FORMAT = "pvp-fit-checkpoint"
 VERSION = 1
@@ -29,9 +31,14 @@ class CheckpointError(PVPError):
     """A fit checkpoint that is missing, corrupt, or from another run or version."""
 
 
-def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict, where: str = "") -> None:
+    """Write a checkpoint; a non-finite tensor raises :class:`FitDiverged` (``where`` names the stage
+    and step) and leaves the previous checkpoint in place."""
     path = Path(path)
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    problem = non_finite_tensor(cpu)
+    if problem is not None:
+        raise FitDiverged(where or f"before checkpoint {path}", problem)
     data = save_safetensors(cpu, metadata={"format": FORMAT, "version": str(VERSION), "state": json.dumps(meta)})
     with replacing(path) as tmp:
         tmp.write_bytes(data)

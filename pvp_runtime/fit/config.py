@@ -1,6 +1,6 @@
 """Every hyperparameter of ``pvp fit`` in one dataclass, loadable from and saved to JSON.
 
-Defaults are the paper's and its reference code's (design.md section 2):
+Defaults are the paper's and its reference code's (docs/architecture.md, "Stages"):
 K=200 pivots; the PTI projector (450 steps, lr 5e-3, noise ramp 0.75, initial
 noise 0.05, noise regularisation 1e5); pivotal tuning at lr 3e-4 until the
 pivots' mean LPIPS is under 0.03 or 350 passes, with the locality regulariser
@@ -112,7 +112,7 @@ class ScratchPriorConfig:
 
 
 @dataclass
-class MapperConfig:
+class MapperTrainingConfig:
     """Stage 2: pose and expression mappers, generator frozen (except as noted)."""
 
     steps: int = 50000
@@ -176,7 +176,7 @@ class FitConfig:
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     pti: PTIConfig = field(default_factory=PTIConfig)
     scratch: ScratchPriorConfig = field(default_factory=ScratchPriorConfig)
-    mapper: MapperConfig = field(default_factory=MapperConfig)
+    mapper: MapperTrainingConfig = field(default_factory=MapperTrainingConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     lpips: LPIPSConfig = field(default_factory=LPIPSConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

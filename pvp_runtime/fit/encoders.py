@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from ..model.channel_estimate import ChannelEstimate
+
 
 @runtime_checkable
 class IdentityEncoder(Protocol):
@@ -28,23 +30,10 @@ class IdentityEncoder(Protocol):
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
-@dataclass
-class ChannelEstimate:
-    """What a FLAME parameter regressor (DECA's encoder) reads off an image.
-
-    ``global_pose`` and ``jaw`` are FLAME axis-angles, ``expression`` FLAME PCA
-    coefficients (at least as many as the subject's layout uses; extra ones are
-    ignored), ``neck`` is None for estimators that have none (DECA).
-    """
-
-    global_pose: torch.Tensor       # [B, 3]
-    jaw: torch.Tensor               # [B, 3]
-    expression: torch.Tensor        # [B, E']
-    neck: torch.Tensor | None = None  # [B, 3]
-
-
 @runtime_checkable
 class ChannelEstimator(Protocol):
+    """FLAME parameter regressor (DECA's encoder): images -> :class:`ChannelEstimate`."""
+
     name: str
 
     def __call__(self, images: torch.Tensor) -> ChannelEstimate: ...

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .encoders import ChannelEstimate, IdentityEncoder
+from ..model.channel_estimate import ChannelEstimate
+from .encoders import IdentityEncoder
 
 
 def perturb_expression(jaw_expression: torch.Tensor, std: float, generator: torch.Generator,

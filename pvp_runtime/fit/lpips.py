@@ -2,7 +2,7 @@
 
 Why our own: the ``lpips`` package imports torchvision at import time, and the
 only torchvision for torch 2.13 is a CUDA build that fails to load on the CPU
-torch (design.md section 6).  The metric itself is small:
+torch (docs/architecture.md, "LPIPS").  The metric itself is small:
 
     d(x, y) = sum_l  mean_hw  || w_l * (f_l(x)/|f_l(x)| - f_l(y)/|f_l(y)|) ||^2
 
@@ -207,17 +207,22 @@ def read_linear_state(path: Path, net: str) -> dict:
     return {k: v.float() for k, v in state.items()}
 
 
+def backbone_file(net: str, backbone: str | os.PathLike | None) -> Path | None:
+    """The trunk file LPIPS will read: the explicit one (which must exist), else the hub cache's, else None."""
+    if backbone is None:
+        return find_backbone_file(net)
+    path = Path(backbone)
+    if not path.is_file():
+        raise PVPError(f"{path}: LPIPS backbone file not found")
+    return path
+
+
 def load_lpips(net: str = "vgg", backbone: str | os.PathLike | None = None, device="cpu") -> LPIPS:
     """Build LPIPS from the best weights available and log which were used."""
     if net not in TRUNKS:
         raise PVPError(f"unknown LPIPS network {net!r} (expected one of {', '.join(TRUNKS)})")
     provenance = {"net": net}
-    if backbone is not None:
-        backbone_path = Path(backbone)
-        if not backbone_path.is_file():
-            raise PVPError(f"{backbone_path}: LPIPS backbone file not found")
-    else:
-        backbone_path = find_backbone_file(net)
+    backbone_path = backbone_file(net, backbone)
     if backbone_path is not None:
         backbone_state = read_backbone_state(backbone_path, net)
         provenance.update(backbone=f"pretrained ({backbone_path})", backbone_pretrained=True)

@@ -27,7 +27,7 @@ from ..contract.channels import ChannelLayout
 from ..model.pvp import MapperInputs, PVPModel
 from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
-from .config import MapperConfig, MaskConfig
+from .config import MapperTrainingConfig, MaskConfig
 from .encoders import FitNetworks
 from .losses import (expression_matching_loss, identity_loss, latent_regularizer, masked_consistency_loss,
                      perturb_expression, pose_consistency_loss)
@@ -44,7 +44,7 @@ class MapperStage(TrainingStage):
 
     def __init__(self, generator: Generator, model: PVPModel, clip: PreparedClip, channels: np.ndarray,
                  train_frames: np.ndarray, layout: ChannelLayout, lpips: LPIPS, networks: FitNetworks,
-                 config: MapperConfig, mask_config: MaskConfig, tune_generator: bool, seed: int, device):
+                 config: MapperTrainingConfig, mask_config: MaskConfig, tune_generator: bool, seed: int, device):
         self.generator = generator
         self.model = model
         self.clip = clip

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from .data import FitInputs, inspect_inputs
 from .encoders import FitNetworks
 from .control import control_sheet, moved, sweeps
 from .evaluate import Evaluation, evaluate_held_out, evaluation_sheet, render_channels
-from .lpips import LPIPS, load_lpips
+from .lpips import LPIPS, backbone_file, load_lpips
 from .mapper_training import MapperStage
 from .pivots import PivotChoice, select_pivots
 from .prepared import PreparedClip, open_prepared, prepare_clip
@@ -68,6 +69,9 @@ ALIGNMENT = "alignment.npz"
 CONFIG = "config.json"
 
 
+PATH_FIELDS = ("frames", "channels", "landmarks", "mattes", "generator", "e4e", "arcface", "deca", "bundle")
+
+
 @dataclass
 class FitRequest:
     """Everything that defines a fit (stored in the checkpoint, so a resume repeats it exactly)."""
@@ -85,6 +89,23 @@ class FitRequest:
     deca: str | None = None
     name: str = "subject"
     bundle: str | None = None      # default: OUTDIR/NAME.pvp
+
+    def __post_init__(self):
+        # Absolute, so that --resume works from any folder, and on another node with the same mounts.
+        for key in PATH_FIELDS:
+            if getattr(self, key) is not None:
+                setattr(self, key, os.path.abspath(getattr(self, key)))
+        lpips = self.config.lpips
+        relative = {f"lpips.{key}": os.path.abspath(getattr(lpips, key)) for key in ("backbone", "eval_backbone")
+                    if getattr(lpips, key) is not None and not os.path.isabs(getattr(lpips, key))}
+        if relative:
+            self.config = self.config.with_overrides(relative)
+
+    def input_files(self) -> dict[str, str]:
+        """The files and folders this fit reads, by the option that names them."""
+        paths = {key: getattr(self, key) for key in PATH_FIELDS if key != "bundle"}
+        paths.update({f"lpips.{key}": getattr(self.config.lpips, key) for key in ("backbone", "eval_backbone")})
+        return {key: path for key, path in paths.items() if path is not None}
 
     @property
     def prior(self) -> str:
@@ -125,6 +146,13 @@ def _file_digest(path: str | None) -> str | None:
     return digest.hexdigest()
 
 
+def _lpips_trunks(request: FitRequest) -> dict[str, Path | None]:
+    """The LPIPS trunk files a fit reads (an unnamed one comes from the torch hub cache, if there)."""
+    c = request.config.lpips
+    return {"lpips.backbone": backbone_file(c.net, c.backbone),
+            "lpips.eval_backbone": backbone_file(c.eval_net, c.eval_backbone)}
+
+
 def input_fingerprint(request: FitRequest, inputs: FitInputs) -> dict:
     """What must not change under a resumed run (cheap for video: count and size, not content)."""
     def source(src):
@@ -133,10 +161,24 @@ def input_fingerprint(request: FitRequest, inputs: FitInputs) -> dict:
         names = [f.name for f in src.files] if src.files is not None else [src.path.stat().st_size]
         return {"count": src.count, "size": [src.width, src.height],
                 "names": hashlib.sha256(json.dumps(names).encode()).hexdigest()}
-    return {"channels": _file_digest(request.channels), "landmarks": _file_digest(request.landmarks),
-            "generator": _file_digest(request.generator), "e4e": _file_digest(request.e4e),
+    files = {key: getattr(request, key) for key in ("channels", "landmarks", "generator", "e4e", "arcface", "deca")}
+    return {**{key: _file_digest(path) for key, path in {**files, **_lpips_trunks(request)}.items()},
             "frames": source(inputs.frames),
             "mattes": source(inputs.mattes)}
+
+
+def _input_path(request: FitRequest, key: str) -> str:
+    path = {**request.input_files(), **_lpips_trunks(request)}.get(key)
+    return str(path) if path is not None else "no file now"
+
+
+def recorded_request(meta: dict, checkpoint: Path) -> FitRequest:
+    """The request a checkpoint records, with every file it reads still in place."""
+    request = FitRequest.from_dict(meta["request"])
+    for key, path in request.input_files().items():
+        if not os.path.exists(path):
+            raise CheckpointError(f"{checkpoint}: {path} ({key} of this fit) is gone; put it back there to resume")
+    return request
 
 
 class FitRun:
@@ -179,21 +221,22 @@ class FitRun:
 
     @staticmethod
     def read_request(out_dir: Path) -> FitRequest:
-        _, meta = load_checkpoint(Path(out_dir) / WORK / CHECKPOINT)
-        return FitRequest.from_dict(meta["request"])
+        path = Path(out_dir) / WORK / CHECKPOINT
+        _, meta = load_checkpoint(path)
+        return recorded_request(meta, path)
 
     @classmethod
     def resume(cls, out_dir: Path, inputs: FitInputs | None = None, **kwargs) -> "FitRun":
         out_dir = Path(out_dir)
         path = out_dir / WORK / CHECKPOINT
         tensors, meta = load_checkpoint(path)
-        request = FitRequest.from_dict(meta["request"])
+        request = recorded_request(meta, path)
         inputs = inputs or request.inspect()
         fingerprint = input_fingerprint(request, inputs)
         for key, value in meta["fingerprint"].items():
             if fingerprint.get(key) != value:
                 raise CheckpointError(f"{path}: the {key} input changed since this fit started "
-                                      f"({getattr(request, key, None) or inputs.frames.path}); start a new fit")
+                                      f"({_input_path(request, key)}); start a new fit")
         run = cls(request, inputs, out_dir, **kwargs)
         run.load_lpips()
         run.meta = meta
@@ -278,7 +321,10 @@ class FitRun:
             self.meta["current"] = {"stage": name, "step": step, "meta": stage_meta}
         self.meta["request"] = self.request.to_dict()
         self.meta["pivot_choice"] = self.pivot_choice
-        save_checkpoint(self.work / CHECKPOINT, tensors, self.meta)
+        # _complete records a finished stage before saving, so its name is the last one.
+        where = (f"in stage {current[0]} at step {current[1]}" if current is not None
+                 else f"at the end of stage {self.meta['completed'][-1]}")
+        save_checkpoint(self.work / CHECKPOINT, tensors, self.meta, where)
         if current is not None:
             self.tensors = {}  # what is in memory is now newer than what was loaded
 

@@ -4,8 +4,9 @@ A stage is a resumable optimisation: ``step(i)`` does step ``i`` (drawing its
 randomness from :func:`rng.step_generator`), ``state()``/``load_state()`` carry
 its optimiser and progress through a checkpoint, ``converged`` ends it early.
 :func:`run_stage` adds the long-job hygiene once for all of them: tqdm with the
-current losses, a checkpoint every N steps or T seconds, and a graceful stop
-on Ctrl-C that checkpoints at the last finished step.
+current losses, a checkpoint every N steps or T seconds, a graceful stop on
+Ctrl-C that checkpoints at the last finished step, and a stop at the first
+non-finite loss (:mod:`finite`; the checkpoint itself refuses non-finite tensors).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Callable
 
 import torch
 from tqdm import tqdm
+
+from .finite import FitDiverged, non_finite_loss
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,8 @@ def run_stage(stage: TrainingStage, start: int, history: LossHistory, save: Call
 
     ``save(step)`` writes a checkpoint whose stage progress is ``step`` finished
     steps.  ``on_step(stage, step)`` is called after every step (tests use it to
-    interrupt at a chosen point).
+    interrupt at a chosen point).  Step ``n`` in messages is the n-th step (index n - 1).
+    Raises :class:`FitDiverged` at the first non-finite loss, before anything is saved.
     """
     last_save = time.monotonic()
     step = start
@@ -125,6 +129,9 @@ def run_stage(stage: TrainingStage, start: int, history: LossHistory, save: Call
         while step < stage.total_steps and not stage.converged:
             losses = stage.step(step)
             step += 1
+            problem = non_finite_loss(losses)
+            if problem is not None:
+                raise FitDiverged(f"in stage {stage.name} at step {step}", problem)
             history.add(step, losses)
             bar.update(1)
             bar.set_postfix(format_losses(losses), refresh=False)

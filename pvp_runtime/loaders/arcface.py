@@ -4,7 +4,7 @@ The file is the state dict of InsightFace_Pytorch's ``Backbone(50, 0.6, 'ir_se')
 (112x112 input), the network e4e, PTI and PVP use for their identity loss.
 Depth, widths, squeeze-excitation and input size are read from the tensors.
 
-:class:`IdentityEncoder` wraps it the way those codebases call it: images in
+:class:`ArcFaceEncoder` wraps it the way those codebases call it: images in
 [-1, 1] straight from the generator, a fixed crop of the aligned face,
 average-pooled to 112x112, then the unit-length 512-d embedding.  The crop is
 given as fractions of the image: e4e/PTI's ``[35:223, 32:220]`` of 256 is the
@@ -49,8 +49,9 @@ def load_arcface(path: str | os.PathLike) -> ArcFaceBackbone:
     return arcface_from_state(tensor_dict(read_torch_file(path, KIND), str(path), "ArcFace"), str(path))
 
 
-class IdentityEncoder(FrozenNetwork):
-    """Generator-space images [N, 3, H, W] in [-1, 1] -> unit-length identity embeddings [N, 512]."""
+class ArcFaceEncoder(FrozenNetwork):
+    """Generator-space images [N, 3, H, W] in [-1, 1] -> unit-length identity embeddings [N, 512]
+    (a ``fit.encoders.IdentityEncoder``)."""
 
     def __init__(self, backbone: ArcFaceBackbone, crop: tuple[float, float, float, float] = E4E_CROP,
                  name: str = "ArcFace IR-SE"):
@@ -68,10 +69,10 @@ class IdentityEncoder(FrozenNetwork):
         return (self(a) * self(b)).sum(dim=1)
 
 
-def load_identity_encoder(path: str | os.PathLike, device="cpu", crop=E4E_CROP) -> IdentityEncoder:
+def load_identity_encoder(path: str | os.PathLike, device="cpu", crop=E4E_CROP) -> ArcFaceEncoder:
     """The entry point `pvp fit --arcface` calls: a frozen identity encoder on ``device``."""
     backbone = load_arcface(path)
     config = backbone.config
     depth = NAMED_DEPTHS.get(config.units, "")
     label = f"ArcFace IR{'-SE' if config.se else ''}{depth} {backbone.input_size}px ({Path(path).name})"
-    return IdentityEncoder(backbone, crop, name=label).to(device)
+    return ArcFaceEncoder(backbone, crop, name=label).to(device)

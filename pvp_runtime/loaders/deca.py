@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..contract.errors import AssetError
-from ..fit.encoders import ChannelEstimate
+from ..model.channel_estimate import ChannelEstimate
 from ..model.resnet import RESNET50_BLOCKS, ResNetTrunk
 from .frozen_network import FrozenNetwork, check_crop, check_images, face_box
 from .irse_state import load_strict, tensor_dict
