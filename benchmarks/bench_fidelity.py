@@ -109,7 +109,7 @@ def run_fit(capture: Path, out: Path, config: Path, expressions: int, device: st
                str(capture / "channels.csv"), "-o", str(out), "--config", str(config),
                "--expressions", str(expressions), "--device", device, "--overwrite"]
     began = time.monotonic()
-    child = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.monotonic() - began
     if os.waitstatus_to_exitcode(status) != 0:
