@@ -57,8 +57,10 @@ RIG_BONES = (
     RigBone("eye.R", "eyes", "neck", "eye_r"),
 )
 BONES_BY_NAME = {bone.name: bone for bone in RIG_BONES}
-# Head angles are the head bone's Euler angles when it uses this order (X pitch, Y yaw, Z roll).
-HEAD_EULER_ORDER = "ZXY"
+# Head angles are the head bone's Euler angles when it uses this order (X pitch, Y yaw, Z roll):
+# Blender's "XYZ" is R = Rz @ Ry @ Rx, the channels' Rz(roll) Ry(yaw) Rx(pitch).  Rigs built
+# before that convention use "ZXY"; they are read through their matrices, so they still work.
+HEAD_EULER_ORDER = "XYZ"
 JOINT_EULER_ORDER = "XYZ"
 
 

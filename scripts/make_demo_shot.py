@@ -95,7 +95,7 @@ def build_shot(args: argparse.Namespace) -> None:
     rig = bpy.context.object
     if not rig.pvp_rig.subject_status or rig.pvp_rig.num_expressions < 4:
         raise SystemExit(f"make_demo_shot: the rig did not accept {subject}: {rig.pvp_rig.subject_status}")
-    key_bone(rig, "head", 1, HEAD_YAW)    # the head bone is Euler ZXY: X pitch, Y yaw, Z roll
+    key_bone(rig, "head", 1, HEAD_YAW)    # the head bone is Euler XYZ: X pitch, Y yaw, Z roll
     key_bone(rig, "head", 0, HEAD_PITCH)
     key_bone(rig, "jaw", 0, JAW_OPEN)
     for name, keys in EXPRESSIONS.items():

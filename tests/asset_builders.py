@@ -8,7 +8,8 @@
   ``_init_kwargs``...), init kwargs as ``dnnlib.util.EasyDict``.
 * :func:`rosinality_state_dict` lays a generator out as rosinality's ``g_ema``.
 * :func:`py2_pickle` writes a Python 2 protocol-2 pickle (``str`` data, ``copy_reg``).
-* :func:`tiny_flame_arrays` is a 12-vertex model with every FLAME key, shape and dtype.
+* :func:`tiny_flame_arrays` is a 12-vertex model with every FLAME key, shape and dtype;
+  :func:`face_flame_arrays` the same with a face's layout (level, mirror-image eyes).
 * :func:`deca_e_flame_state` / :func:`deca_checkpoint`: DECA's ``deca_model.tar``,
   ``torch.save({'E_flame', 'E_detail', 'D_detail'})``, ``E_flame`` at its full size
   (ResNet-50 trunk in torchvision names + the 2048-1024-236 MLP), names spelt out
@@ -265,6 +266,22 @@ def tiny_flame_arrays(seed=0):
         "J": j_regressor @ rng.normal(size=(V, 3)),
         "bs_style": "lbs", "bs_type": "lrotmin",
     }
+
+
+def face_flame_arrays(seed=0):
+    """:func:`tiny_flame_arrays` laid out like a face in FLAME axes (metres, +x subject's left, +y up,
+    +z out of the face): root under the skull, neck below it, the jaw in front, and the eye vertices
+    (joints 3 and 4) mirror images at one height, so the rest head's eye line is horizontal."""
+    arrays = tiny_flame_arrays(seed)
+    arrays["v_template"] = np.array([
+        [0.00, 0.00, 0.00], [0.02, 0.01, -0.01], [-0.02, 0.01, -0.01], [0.00, -0.02, 0.00],   # root
+        [0.00, -0.06, -0.01], [0.00, -0.05, 0.01],                                            # neck
+        [0.00, -0.06, 0.07], [0.01, -0.07, 0.08],                                             # jaw
+        [0.025, 0.035, 0.085], [0.045, 0.035, 0.085],                                         # left eye (+x)
+        [-0.025, 0.035, 0.085], [-0.045, 0.035, 0.085],                                       # right eye
+    ])
+    arrays["posedirs"] = np.zeros_like(arrays["posedirs"])  # random correctives would tilt the eyes apart
+    return arrays
 
 
 DECA_BLOCKS = (3, 4, 6, 3)  # ResNet-50

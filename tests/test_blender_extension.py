@@ -155,7 +155,7 @@ def scenario_a(shot):
         assert rig.pvp_rig.num_expressions == 10, rig.pvp_rig.subject_status
         head, jaw, neck = (rig.pose.bones[n] for n in ("head", "jaw", "neck"))
         for frame, yaw, jaw_x, e0, e3 in ((1, 0.0, 0.0, 0.0, 1.5), (6, 0.6, 0.4, 2.0, -1.0)):
-            head.rotation_euler[1] = yaw            # head bone is Euler ZXY: Y is yaw
+            head.rotation_euler[1] = yaw            # head bone is Euler XYZ: Y is yaw
             head.keyframe_insert("rotation_euler", index=1, frame=frame)
             jaw.rotation_euler[0] = jaw_x
             jaw.keyframe_insert("rotation_euler", index=0, frame=frame)

@@ -91,6 +91,23 @@ def test_convention_signs():
     assert (head_rotation_matrix(0, 0, 0.3) @ up)[0] < 0        # roll > 0: top goes to -x (counter-clockwise)
 
 
+def test_roll_is_the_outermost_rotation(rng):
+    # Roll is rendered as an image-plane rotation (about the camera's z), so it comes last.
+    for yaw, pitch, roll in rng.uniform(-1.2, 1.2, size=(20, 3)):
+        c, s = math.cos(roll), math.sin(roll)
+        image_plane = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        assert np.allclose(head_rotation_matrix(yaw, pitch, roll), image_plane @ head_rotation_matrix(yaw, pitch, 0))
+
+
+def test_head_angles_keep_pitch_within_90_degrees_and_survive_a_full_profile():
+    back = head_angles_from_matrix(head_rotation_matrix(2.2, 0.4, -0.3))  # facing away: yaw past 90 degrees
+    assert np.allclose(back, (2.2, 0.4, -0.3), atol=1e-12)
+    profile = head_rotation_matrix(math.pi / 2, 0.3, 0.2)  # a nod at full profile turns the image plane too
+    yaw, pitch, roll = head_angles_from_matrix(profile)
+    assert yaw == pytest.approx(math.pi / 2) and pitch == 0
+    assert np.allclose(head_rotation_matrix(yaw, pitch, roll), profile, atol=1e-12)
+
+
 def test_euler_matrix_round_trip(rng):
     for _ in range(200):
         yaw, roll = rng.uniform(-3.0, 3.0, size=2)

@@ -74,9 +74,10 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, capsys, tiny_bundle
     _fails(capsys, ["render", bundle, str(tmp_path / "nope.csv"), "-o", str(out)], "nope.csv", "not found")
     nan_clip = tmp_path / "nan.csv"
     text = clip_csv.read_text().splitlines()
-    cells = text[3].split(",")
+    row = next(i for i, line in enumerate(text) if line.startswith("2,"))  # frame 2 (after a marker and header)
+    cells = text[row].split(",")
     cells[1] = "nan"
-    nan_clip.write_text("\n".join(text[:3] + [",".join(cells)] + text[4:]))
+    nan_clip.write_text("\n".join(text[:row] + [",".join(cells)] + text[row + 1:]))
     _fails(capsys, ["render", bundle, str(nan_clip), "-o", str(out)], "frame 2", "head_yaw")
     typo = tmp_path / "typo.json"
     typo.write_text(json.dumps({"frames": [{"head_yw": 0.1}]}))

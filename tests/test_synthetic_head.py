@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pvp_runtime.contract.channels import ChannelLayout
+from pvp_runtime.contract.channels import LEGACY_HEAD_ROTATION, ChannelLayout, convert_head_rotation
 from pvp_runtime.synthetic_head import (
     DEMO, LOOKS, NUM_EXPRESSIONS, VIEW_HALF_WIDTH, head_parts, look_from_spec, performance, random_look,
     render_frame, render_head)
@@ -66,8 +66,10 @@ def test_default_look_and_performance_are_unchanged():
     layout, frames = performance(100)
     # Bit-identical here; the tolerances only absorb another CPU's last-bit sin/sqrt differences.
     np.testing.assert_allclose(frames, reference["performance"], rtol=0, atol=1e-6)
+    # The reference was rendered when head angles composed roll innermost: the same poses, re-expressed.
+    poses, _ = convert_head_rotation(frames, layout, LEGACY_HEAD_ROTATION)
     for key, frame, size in (("0", 0, 64), ("40", 40, 64), ("80", 80, 64), ("40_128", 40, 128)):
-        rgb, matte, landmarks = render_frame(frames[frame], layout, size)
+        rgb, matte, landmarks = render_frame(poses[frame], layout, size)
         for name, got in (("rgb", rgb), ("matte", matte)):
             diff = np.abs(got.astype(int) - reference[f"{name}_{key}"])
             assert diff.max() <= 1 and (diff > 0).mean() < 0.002, f"{name} of frame {key} changed"
@@ -208,7 +210,8 @@ def test_capture_script_writes_pass_through_captures(tmp_path, capsys):
                         "--expressions", "50", "--no-landmarks", "--no-mattes"]) == 0
     assert sorted(p.name for p in output.iterdir()) == ["channels.csv", "frames"]
     assert len(list((output / "frames").glob("*.png"))) == 3
-    header = (output / "channels.csv").read_text().splitlines()[0].split(",")
+    header = next(line for line in (output / "channels.csv").read_text().splitlines()
+                  if not line.startswith("#")).split(",")  # after the head_rotation marker
     assert "expr_49" in header and "eye_l_y" in header
     clip = read_channel_file(output / "channels.csv", ChannelLayout(50))
     assert len(clip.frames) == 3

@@ -11,6 +11,14 @@ default, an unknown name is an error):
 ``.npz``   one 1-D array per channel name, all the same length; an optional
            scalar ``fps``.
 
+Every file we write names how its head angles compose (``channels.HEAD_ROTATION``):
+a ``"head_rotation"`` key (``.json``), a scalar string array ``head_rotation``
+(``.npz``), or a first line ``# head_rotation: Rz(roll) Ry(yaw) Rx(pitch)`` (``.csv``).
+A file without the marker was written before it existed, when roll was the
+innermost rotation (``channels.LEGACY_HEAD_ROTATION``): its frames that combine
+roll with yaw or pitch are converted on read (with a warning), the rest are
+read as they are.
+
 These readers back ``pvp render``, ``pvp fit`` and the Blender import operator.
 """
 
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import zipfile
 from dataclasses import dataclass
@@ -26,10 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from .atomic_files import replacing
-from .channels import ChannelLayout, frames_from_columns, frames_from_records
+from .channels import (HEAD_ROTATION, LEGACY_HEAD_ROTATION, ChannelLayout, convert_head_rotation,
+                       frames_from_columns, frames_from_records, head_rotation_convention)
 from .errors import ChannelError
 
+log = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".npz", ".json", ".csv")
+MARKER = "head_rotation"  # the key / array / CSV comment naming how the head angles compose
 
 
 @dataclass
@@ -47,13 +59,19 @@ def read_channel_file(path: str | os.PathLike, layout: ChannelLayout) -> Channel
     if suffix not in readers:
         raise ChannelError(f"{path}: unsupported channel file type {suffix!r} "
                            f"(expected one of {', '.join(SUPPORTED_SUFFIXES)})")
-    clip = readers[suffix](path, layout)
+    clip, marker = readers[suffix](path, layout)
     if len(clip.frames) == 0:
         raise ChannelError(f"{path}: holds no frames")
+    convention = LEGACY_HEAD_ROTATION if marker is None else head_rotation_convention(marker, str(path))
+    clip.frames, converted = convert_head_rotation(clip.frames, layout, convention)
+    if converted:
+        why = "no head_rotation marker (written before it existed)" if marker is None else f"head_rotation {convention}"
+        log.warning("%s: %s: converted %d frame(s) that combine head roll with yaw or pitch to %s",
+                    path, why, converted, HEAD_ROTATION)
     return clip
 
 
-def _read_npz(path: Path, layout: ChannelLayout) -> ChannelClip:
+def _read_npz(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | None]:
     try:
         # allow_pickle=False: an .npz may carry object arrays that unpickle code.
         with np.load(path, allow_pickle=False) as data:
@@ -61,10 +79,13 @@ def _read_npz(path: Path, layout: ChannelLayout) -> ChannelClip:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ChannelError(f"{path}: not a readable .npz file ({exc})") from None
     fps = arrays.pop("fps", None)
-    return ChannelClip(frames_from_columns(arrays, layout, str(path)), _fps(fps, path))
+    marker = arrays.pop(MARKER, None)
+    if marker is not None:
+        marker = str(marker.reshape(())) if marker.dtype.kind == "U" and marker.size == 1 else marker.tolist()
+    return ChannelClip(frames_from_columns(arrays, layout, str(path)), _fps(fps, path)), marker
 
 
-def _read_json(path: Path, layout: ChannelLayout) -> ChannelClip:
+def _read_json(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | None]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -79,13 +100,22 @@ def _read_json(path: Path, layout: ChannelLayout) -> ChannelClip:
         if not isinstance(data["channels"], dict):
             raise ChannelError(f"{path}: 'channels' must map channel names to lists")
         frames = frames_from_columns(data["channels"], layout, str(path))
-    return ChannelClip(frames, _fps(data.get("fps"), path))
+    return ChannelClip(frames, _fps(data.get("fps"), path)), data.get(MARKER)
 
 
-def _read_csv(path: Path, layout: ChannelLayout) -> ChannelClip:
+def _read_csv(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | None]:
+    marker = None
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+            lines = handle.read().splitlines(keepends=True)
+        # Leading "# key: value" lines are comments; "head_rotation" is the one that means something.
+        comments = 0
+        while comments < len(lines) and lines[comments].lstrip().startswith("#"):
+            key, _, value = lines[comments].lstrip()[1:].partition(":")
+            if key.strip() == MARKER:
+                marker = value.strip()
+            comments += 1
+        rows = list(csv.reader(lines[comments:]))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ChannelError(f"{path}: not a readable CSV file ({exc})") from None
     rows = [row for row in rows if row]
@@ -96,7 +126,7 @@ def _read_csv(path: Path, layout: ChannelLayout) -> ChannelClip:
     columns = {name: [] for i, name in enumerate(header) if i not in skip}
     if len(columns) != len(header) - len(skip):
         raise ChannelError(f"{path}: duplicate column names in the header")
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in enumerate(rows[1:], start=2 + comments):
         if len(row) != len(header):
             raise ChannelError(f"{path}: line {line} has {len(row)} values, the header has {len(header)}")
         for i, (name, value) in enumerate(zip(header, row)):
@@ -106,7 +136,7 @@ def _read_csv(path: Path, layout: ChannelLayout) -> ChannelClip:
                 columns[name].append(float(value))
             except ValueError:
                 raise ChannelError(f"{path}: line {line}, channel '{name}': {value!r} is not a number") from None
-    return ChannelClip(frames_from_columns(columns, layout, str(path)), None)
+    return ChannelClip(frames_from_columns(columns, layout, str(path)), None), marker
 
 
 def _fps(value, path: Path) -> float | None:
@@ -132,13 +162,14 @@ def write_channel_file(path: str | os.PathLike, frames: np.ndarray, layout: Chan
             columns = {name: frames[:, i] for i, name in enumerate(layout.names)}
             if fps is not None:
                 columns["fps"] = np.float32(fps)
-            np.savez(tmp, **columns)
+            np.savez(tmp, **columns, **{MARKER: np.array(HEAD_ROTATION)})
         elif suffix == ".json":
             records = [{name: float(v) for name, v in zip(layout.names, row)} for row in frames]
-            payload = {"frames": records} if fps is None else {"fps": fps, "frames": records}
+            payload = {MARKER: HEAD_ROTATION, **({} if fps is None else {"fps": fps}), "frames": records}
             tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
         elif suffix == ".csv":
             with tmp.open("w", newline="", encoding="utf-8") as handle:
+                handle.write(f"# {MARKER}: {HEAD_ROTATION}\n")
                 writer = csv.writer(handle)
                 writer.writerow(["frame", *layout.names])
                 for i, row in enumerate(frames):

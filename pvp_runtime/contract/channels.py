@@ -14,26 +14,29 @@ Coordinate convention (FLAME camera space, the space DECA estimates in):
     +y points up,
     +z points out of the face towards the camera.
 
-Head rotation is stored as yaw, pitch, roll with ``R = Ry(yaw) @ Rx(pitch) @ Rz(roll)``:
+Head rotation is stored as yaw, pitch, roll with ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``
+(:data:`HEAD_ROTATION`):
     yaw   > 0 turns the face towards the subject's left (image right),
     pitch > 0 tilts the face down,
     roll  > 0 tilts the head counter-clockwise as the viewer sees it.
-The inverse is ``yaw = atan2(R[0,2], R[2,2])``, ``pitch = asin(-R[1,2])``,
-``roll = atan2(R[1,0], R[1,1])``.  The authors' model code derives
-``yaw = atan2(R[2,0], R[2,2])`` and ``pitch = atan2(R[2,1], R[2,2])`` from the
-untransposed matrix; for a pure yaw that is ``-yaw`` here, for a pure pitch it is
-the same pitch.  We use one convention everywhere, so a subject fit here and
-rendered here agree by construction.
+Roll is the outermost rotation because the renderer applies it last, as a 2D
+rotation of the aligned crop: for the orthographic camera looking down -z,
+``Rz(roll)`` is exactly an image-plane rotation, so the crop shows
+``Ry(yaw) @ Rx(pitch)`` and the projected eye line of the posed head is at
+``roll``.  The inverse takes the branch with ``|pitch| <= 90 deg`` (the
+channel limits): ``pitch = atan2(s R[2,1], s R[2,2])``, ``yaw = atan2(-R[2,0],
+s hypot(R[2,1], R[2,2]))``, ``roll = atan2(s R[1,0], s R[0,0])`` with ``s`` the
+sign of ``R[2,2]``.  At a full profile (yaw = +-90 deg) a nod is itself an
+image-plane rotation; it is read as roll.  The authors' model code derives
+``yaw = atan2(R[2,0], R[2,2])`` from the untransposed matrix; for a pure yaw
+that is ``-yaw`` here.  We use one convention everywhere, so a subject fit here
+and rendered here agree by construction.
 
-Blender rig axes.  Blender's armature space is Z up with the character facing
--Y, so its left is +X.  FLAME camera space relates to it by
-``v_flame = BLENDER_TO_FLAME @ v_blender`` (x -> x, Blender Z -> y, Blender -Y -> z),
-and a rotation by ``R_flame = BLENDER_TO_FLAME @ R_blender @ BLENDER_TO_FLAME.T``
-(:func:`flame_rotation_from_blender`).  A bone pointing up (+Z) with roll 0 has
-local axes X = +X, Y = +Z, Z = -Y: exactly FLAME's x, y, z, so on such a bone the
-Euler angles *are* FLAME angles (the head bone uses Euler order ZXY, i.e.
-``Ry @ Rx @ Rz``: its X, Y, Z angles are pitch, yaw, roll).  How the add-on turns
-posed bones into channels is in ``pvp_blender/rig_math.py``.
+Files written before this convention composed ``Ry(yaw) @ Rx(pitch) @ Rz(roll)``
+(:data:`LEGACY_HEAD_ROTATION`, roll innermost).  The two agree whenever roll is 0
+or yaw and pitch are both 0; :func:`convert_head_rotation` re-expresses such
+angles in the current convention (channel files carry a marker, see
+``channel_files.py``).
 
 Neck, jaw and eye poses are FLAME axis-angle vectors in the parent joint's frame.
 The aligned crop the generator draws sees the head, not the torso, so the pose
@@ -366,16 +369,72 @@ def _rot_z(a):
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float64)
 
 
+#: How head yaw, pitch and roll compose (the marker channel files carry).
+HEAD_ROTATION = "Rz(roll) Ry(yaw) Rx(pitch)"
+#: The composition of files written before the marker existed: roll innermost.
+LEGACY_HEAD_ROTATION = "Ry(yaw) Rx(pitch) Rz(roll)"
+
+
 def head_rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``: roll last, as the renderer applies it (in the image)."""
+    return _rot_z(roll) @ _rot_y(yaw) @ _rot_x(pitch)
+
+
+def legacy_head_rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """``R = Ry(yaw) @ Rx(pitch) @ Rz(roll)``: what angles in files without a marker mean."""
     return _rot_y(yaw) @ _rot_x(pitch) @ _rot_z(roll)
 
 
+_GIMBAL_EPS = 1e-12
+
+
 def head_angles_from_matrix(rotation: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of :func:`head_rotation_matrix`, on the branch with ``|pitch| <= 90 deg``."""
     r = np.asarray(rotation, dtype=np.float64)
-    yaw = math.atan2(r[0, 2], r[2, 2])
-    pitch = math.asin(max(-1.0, min(1.0, -r[1, 2])))
-    roll = math.atan2(r[1, 0], r[1, 1])
+    cos_yaw_abs = math.hypot(r[2, 1], r[2, 2])  # |cos yaw| (R[2,1:] = cos yaw (sin pitch, cos pitch))
+    if cos_yaw_abs < _GIMBAL_EPS:
+        # Full profile: pitch and roll turn about the same (viewing) axis; read it all as roll.
+        return math.atan2(-r[2, 0], 0.0), 0.0, math.atan2(-r[0, 1], r[1, 1])
+    # cos pitch >= 0 makes the sign of R[2,2] the sign of cos yaw.
+    sign = 1.0 if r[2, 2] >= 0 else -1.0
+    pitch = math.atan2(sign * r[2, 1], sign * r[2, 2])
+    yaw = math.atan2(-r[2, 0], sign * cos_yaw_abs)
+    roll = math.atan2(sign * r[1, 0], sign * r[0, 0])
     return yaw, pitch, roll
+
+
+_COMPOSITIONS = {HEAD_ROTATION: head_rotation_matrix, LEGACY_HEAD_ROTATION: legacy_head_rotation_matrix}
+
+
+def head_rotation_convention(marker: object, source: str = "channels") -> str:
+    """The convention a file's ``head_rotation`` marker names (spacing ignored); a clear error otherwise."""
+    if isinstance(marker, str):
+        compact = "".join(marker.split())
+        for name in _COMPOSITIONS:
+            if compact == "".join(name.split()):
+                return name
+    raise ChannelError(f"{source}: unknown head_rotation {marker!r} (expected {HEAD_ROTATION!r}, or "
+                       f"{LEGACY_HEAD_ROTATION!r} for angles that compose roll innermost)")
+
+
+def convert_head_rotation(frames: np.ndarray, layout: ChannelLayout, convention: str) -> tuple[np.ndarray, int]:
+    """Frames whose head angles compose by ``convention``, re-expressed in :data:`HEAD_ROTATION`.
+
+    Returns the converted frames and how many changed.  Only frames that combine roll with
+    yaw or pitch change (the conventions agree on the others), so every other value stays
+    bit-identical; each converted frame keeps its full head rotation.
+    """
+    frames = np.array(frames, dtype=np.float32)
+    convention = head_rotation_convention(convention)
+    if convention == HEAD_ROTATION:
+        return frames, 0
+    compose = _COMPOSITIONS[convention]
+    head = layout.slice("head")
+    angles = frames[:, head].astype(np.float64)
+    differ = np.flatnonzero((angles[:, 2] != 0) & ((angles[:, 0] != 0) | (angles[:, 1] != 0)))
+    for row in differ:
+        frames[row, head] = head_angles_from_matrix(compose(*angles[row]))
+    return frames, len(differ)
 
 
 def axis_angle_to_matrix(axis_angle: Sequence[float]) -> np.ndarray:

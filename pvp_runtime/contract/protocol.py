@@ -47,7 +47,7 @@ import numpy as np
 from . import errors
 from .errors import RuntimeProcessError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: render requests carry head angles as channels.HEAD_ROTATION (roll outermost)
 MAGIC = b"PVPm"
 PREFIX = struct.Struct("<4sIQ")
 MAX_HEADER_BYTES = 1 << 20

@@ -19,6 +19,7 @@ The official low-pass filter buffers are not kept: the filter is the fixed [1, 3
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -192,13 +193,38 @@ def _bias_act(x: torch.Tensor, scale: torch.Tensor | None, offset: torch.Tensor,
     return x.clamp_(-clamp, clamp) if in_place else x.clamp(-clamp, clamp)
 
 
+REDUCED_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype convolutions on ``x`` run in: autocast's when it is on for x's device, else x's own."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return x.dtype
+
+
+def full_precision(x: torch.Tensor):
+    """A context in which small per-sample tensors (styles, folded weights) are computed in float32."""
+    return torch.autocast(x.device.type, enabled=False) if torch.is_autocast_enabled(x.device.type) \
+        else contextlib.nullcontext()
+
+
 class SynthesisLayer(nn.Module):
     """Modulated, demodulated 3x3 convolution with per-pixel noise and leaky ReLU.
 
-    For a batch it runs as modulate-input -> one shared convolution -> demodulate-output,
-    algebraically the official fused grouped convolution but one large convolution over the
-    batch.  A single frame (F12, the viewport) folds style and demodulation into the weights
+    In float32 (or float64), a batch runs as modulate-input -> one shared convolution ->
+    demodulate-output, algebraically the official fused grouped convolution but one large
+    convolution over the batch, and a single frame (F12, the viewport) folds style and demodulation into the weights
     instead, which saves two passes over the activations.
+
+    In reduced precision (``--half``: float16 autocast, or bfloat16) every batch size folds:
+    styles, demodulation coefficients and the per-sample weights are computed in float32 and
+    cast only once each output channel has unit norm, then one grouped convolution runs over the
+    batch.  The batch path's intermediate ``conv(x * styles)`` grows with the styles and the
+    fan-in before demodulation scales it back, which overflows float16 (65504) long before the
+    layer's output does; NVlabs pre-normalises weight and styles for the same reason.  Folding
+    also gives F12 (batch 1) and an animation render (batch N) the same arithmetic per frame.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
@@ -214,6 +240,23 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        dtype = compute_dtype(x)
+        if dtype in REDUCED_PRECISION:
+            x, scale = self._folded_conv(x, w, dtype), None
+        else:
+            x, scale = self._full_precision_conv(x, w)
+        offset = self.bias.to(x.dtype)[None, :, None, None]
+        if noise_mode == "const":
+            offset = offset + (self.noise_const * self.noise_strength).to(x.dtype)
+        elif noise_mode == "random":
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+            offset = offset + noise * self.noise_strength.to(x.dtype)
+        elif noise_mode != "none":
+            raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
+        return _bias_act(x, scale, offset, self.conv_clamp)
+
+    def _full_precision_conv(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The convolution before bias and noise, and the demodulation still to apply (None: applied)."""
         styles = self.affine(w).to(x.dtype)  # [N, C_in]
         weight = self.weight.to(x.dtype)
         # Demodulation coefficients: 1 / ||weight * style|| per output channel and sample.
@@ -228,15 +271,24 @@ class SynthesisLayer(nn.Module):
             x = blur_after_transposed_conv(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
             x = F.conv2d(x, weight, padding=1)
-        offset = self.bias.to(x.dtype)[None, :, None, None]
-        if noise_mode == "const":
-            offset = offset + (self.noise_const * self.noise_strength).to(x.dtype)
-        elif noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            offset = offset + noise * self.noise_strength.to(x.dtype)
-        elif noise_mode != "none":
-            raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
-        return _bias_act(x, scale, offset, self.conv_clamp)
+        return x, scale
+
+    def _folded_conv(self, x: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Demodulated per-sample weights (float32, unit norm per output channel), one grouped conv."""
+        n, c_in, height, width = x.shape
+        with full_precision(x):
+            styles = self.affine(w.to(self.affine.weight.dtype)).float()  # [N, C_in]
+            weight = self.weight.float()[None] * styles[:, None, :, None, None]  # [N, C_out, C_in, 3, 3]
+            weight = weight * (weight.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+        weight = weight.to(dtype)
+        x = x.to(dtype).reshape(1, n * c_in, height, width)
+        if self.up:
+            # conv_transpose2d takes [C_in, C_out / groups, k, k] per group.
+            weight = weight.transpose(1, 2).reshape(n * c_in, -1, 3, 3)
+            x = blur_after_transposed_conv(F.conv_transpose2d(x, weight, stride=2, groups=n))
+        else:
+            x = F.conv2d(x, weight.reshape(-1, c_in, 3, 3), padding=1, groups=n)
+        return x.reshape(n, -1, x.shape[2], x.shape[3])
 
 
 class ToRGB(nn.Module):
@@ -251,10 +303,13 @@ class ToRGB(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = (self.affine(w) * self.weight_gain).to(x.dtype)  # [N, C_in]
         # Per-sample modulated 1x1 weights [N, 3, C_in] applied as one batched matmul: no
-        # modulated copy of the (large) input is made.
-        weight = self.weight.to(x.dtype)[:, :, 0, 0][None] * styles[:, None, :]
+        # modulated copy of the (large) input is made.  They are formed at full precision
+        # (large styles would overflow float16) and cast once.
+        with full_precision(x):
+            styles = self.affine(w.to(self.affine.weight.dtype)) * self.weight_gain  # [N, C_in]
+            weight = self.weight[:, :, 0, 0][None] * styles[:, None, :]
+        weight = weight.to(compute_dtype(x))
         n, c, h, wd = x.shape
         x = torch.bmm(weight, x.reshape(n, c, h * wd)).reshape(n, -1, h, wd)
         x = x + self.bias.to(x.dtype)[None, :, None, None]
