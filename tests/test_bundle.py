@@ -1,3 +1,4 @@
+import io
 import json
 import zipfile
 from dataclasses import fields
@@ -225,6 +226,22 @@ def test_tensor_member_bigger_than_its_tensors_is_refused_and_nothing_is_written
     assert line.startswith(f"pvp: error: {bomb}: {GENERATOR_FILE} declares {256 * MB} bytes, more than the ")
     assert run.growth < MEMORY_BOUND, run.growth
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bomb.pvp", "clip.csv"]
+
+
+def test_a_member_holding_more_than_its_header_says_is_cut_at_the_limit(tiny_bundle_path, monkeypatch):
+    # Python's zipfile stops at the declared size itself; the bounded read must not depend on that.
+    manifest = zipfile.ZipFile(tiny_bundle_path).read(MANIFEST)
+    original_open = zipfile.ZipFile.open
+
+    def open_lying(archive, name, *args, **kwargs):
+        if getattr(name, "filename", name) == MANIFEST:
+            return io.BytesIO(manifest + b" " * (MANIFEST_MAX_BYTES + MB))
+        return original_open(archive, name, *args, **kwargs)
+    monkeypatch.setattr(zipfile.ZipFile, "open", open_lying)
+    with pytest.raises(BundleError) as error:
+        load_bundle(tiny_bundle_path)
+    assert str(error.value) == (f"{tiny_bundle_path}: {MANIFEST} holds more than the {MANIFEST_MAX_BYTES} bytes "
+                                f"it may hold; the file is corrupt")
 
 
 def test_only_stored_and_deflated_members_are_read(tmp_path, tiny_bundle_path):
