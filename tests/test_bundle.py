@@ -288,6 +288,7 @@ def test_huge_manifest_numbers_are_refused_before_anything_is_built(tmp_path, ti
                                                        "resolution (32)"),
     (lambda m: m["mappers"].update(hidden=-1), "mappers.hidden is -1, expected an integer in 1..4096"),
     (lambda m: m["mappers"].update(beta=float("nan")), "mappers.beta is nan, expected a number in 0..10"),
+    (lambda m: m["mappers"].update(gaze="yes"), "mappers.gaze is 'yes', expected true or false"),
     (lambda m: m["channel_stats"]["std"].__setitem__(3, -1.0), "channel_stats.std[3] is -1.0, expected a number "
                                                                "in 0..1000.0"),
     (lambda m: m["channel_stats"]["mean"].__setitem__(0, float("inf")), "channel_stats.mean[0] is inf"),
@@ -295,7 +296,7 @@ def test_huge_manifest_numbers_are_refused_before_anything_is_built(tmp_path, ti
                                                            "numbers in 0..1"),
     (lambda m: m.update(num_expressions=50), "num_expressions is 50, expected 10 as in its generator and "
                                              "mapper configs"),
-], ids=["resolution", "channel_base", "hidden", "beta", "std", "mean", "roll_center", "copy"])
+], ids=["resolution", "channel_base", "hidden", "beta", "gaze", "std", "mean", "roll_center", "copy"])
 def test_manifest_numbers_outside_their_range_are_named(tmp_path, tiny_bundle_path, edit, problem):
     crafted = tmp_path / "crafted.pvp"
     _rewrite(tiny_bundle_path, crafted, edit_manifest=edit)

@@ -31,18 +31,21 @@ MANIFEST_MAX_BYTES = 16 << 20
 
 @dataclass(frozen=True)
 class Bound:
-    """The sane range of one manifest number.  Generators and mappers are built from these
+    """The sane range of one manifest value.  Generators and mappers are built from these
     numbers, so they are checked before anything is allocated from them."""
 
-    low: float
-    high: float
-    integer: bool = True
+    low: float = 0
+    high: float = 0
+    kind: str = "int"  # "int", "real", or "flag" (true or false)
     optional: bool = False  # may be null (conv_clamp)
 
     def problem(self, value) -> str | None:
+        """What the value should have been, or None when it is in range."""
         if value is None and self.optional:
             return None
-        if self.integer:
+        if self.kind == "flag":
+            return None if isinstance(value, bool) else "true or false"
+        if self.kind == "int":
             if not isinstance(value, int) or isinstance(value, bool) or not self.low <= value <= self.high:
                 return f"an integer in {self.low}..{self.high}"
         elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
@@ -57,12 +60,12 @@ class Bound:
 GENERATOR_BOUNDS = {
     "resolution": Bound(8, 2048), "z_dim": Bound(1, 1024), "w_dim": Bound(1, 1024),
     "channel_base": Bound(1, 1 << 20), "channel_max": Bound(1, 1024), "mapping_layers": Bound(1, 16),
-    "mapping_lr_multiplier": Bound(0, 100, integer=False), "img_channels": Bound(1, 4),
-    "conv_clamp": Bound(0, 1e6, integer=False, optional=True),
+    "mapping_lr_multiplier": Bound(0, 100, "real"), "img_channels": Bound(1, 4),
+    "conv_clamp": Bound(0, 1e6, "real", optional=True),
 }
 MAPPER_BOUNDS = {
     "num_pivots": Bound(1, 2048), "num_expressions": Bound(1, MAX_EXPRESSIONS), "hidden": Bound(1, 4096),
-    "beta": Bound(0, 10, integer=False), "expression_layers": Bound(1, 32),
+    "beta": Bound(0, 10, "real"), "expression_layers": Bound(1, 32), "gaze": Bound(kind="flag"),
 }
 NUM_WS_BOUND = Bound(2, 20)  # W+ layers: 2 log2(resolution) - 2
 REQUIRED_NUMBERS = {"generator": ("resolution", "w_dim", "channel_base"),
@@ -152,7 +155,7 @@ def check_numbers(manifest: dict, path: Path) -> None:
     if not isinstance(framing, dict):
         raise bad("framing", framing, "an object")
     center = framing.get("roll_center", (0.5, 0.5))
-    unit = Bound(0, 1, integer=False)
+    unit = Bound(0, 1, "real")
     if not isinstance(center, (list, tuple)) or len(center) != 2 or any(unit.problem(v) for v in center):
         raise bad("framing.roll_center", center, "two numbers in 0..1 (a point in the crop)")
 
@@ -164,7 +167,7 @@ def _check_channel_stats(stats, size: int, bad) -> None:
         values = stats.get(key)
         if not isinstance(values, list) or len(values) != size:
             raise bad(f"channel_stats.{key}", values, f"a list of {size} numbers")
-        bound = Bound(low, CHANNEL_STAT_BOUND, integer=False)
+        bound = Bound(low, CHANNEL_STAT_BOUND, "real")
         for index, value in enumerate(values):
             if expected := bound.problem(value):
                 raise bad(f"channel_stats.{key}[{index}]", value, expected)
