@@ -9,7 +9,11 @@ A bundle is a zip archive (stored, not compressed) with three members:
                            :mod:`pvp_runtime.model.stylegan2`).
 ``mappers.safetensors``    ``pivots`` [N, num_ws, w_dim] and the pose/expression mappers.
 
-No member is ever unpickled.  Saving writes a temporary file next to the
+No member is ever unpickled.  Loading refuses, before reading or building
+anything, a manifest number outside its sane range, a member compressed other
+than stored or deflated, and a member that declares more bytes than its
+tensors need (``contract/subject_manifest.py``, ``contract/zip_members.py``).
+Saving writes a temporary file next to the
 target, reads it back, and only then renames it over the target, so a crash or
 a bad state never leaves a half-written bundle or replaces a good one.
 """
@@ -138,8 +142,15 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return read_subject_manifest(path)
 
 
+def safetensors_size_limit(expected: dict[str, torch.Tensor]) -> int:
+    """The most bytes a safetensors member holding these tensors (float32, as saved) can need:
+    the data plus a JSON header of ~100 bytes per name, shape and offsets.  A member that
+    declares more is refused before it is read."""
+    return 4 * sum(t.numel() for t in expected.values()) + 256 * len(expected) + 4096
+
+
 def _load_state(archive, name, path, expected: dict[str, torch.Tensor], digest: str) -> dict:
-    data = _read_member(archive, name, path)
+    data = _read_member(archive, name, path, safetensors_size_limit(expected))
     if hashlib.sha256(data).hexdigest() != digest:
         raise BundleError(f"{path}: corrupt bundle, {name} does not match its checksum")
     try:
@@ -163,7 +174,7 @@ def _load_state(archive, name, path, expected: dict[str, torch.Tensor], digest: 
 def load_bundle(path: str | os.PathLike) -> SubjectBundle:
     path = Path(path)
     with _open_archive(path) as archive:
-        manifest = _manifest(archive, path)
+        manifest = _manifest(archive, path)  # every number in range before anything is built from it
         try:
             generator_config = GeneratorConfig.from_dict(manifest["generator"])
             mapper_config = MapperConfig.from_dict(manifest["mappers"])

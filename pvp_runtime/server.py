@@ -146,7 +146,7 @@ def serve(read_exact, write, flush, server: RuntimeServer | None = None) -> int:
     server = server or RuntimeServer()
     while True:
         try:
-            message = protocol.read_message(read_exact)
+            message = protocol.read_message(read_exact, protocol.MAX_REQUEST_PAYLOAD_BYTES)
         except protocol.ConnectionClosed:
             return 0
         except protocol.ProtocolError as exc:

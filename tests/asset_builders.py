@@ -14,6 +14,8 @@
   ``torch.save({'E_flame', 'E_detail', 'D_detail'})``, ``E_flame`` at its full size
   (ResNet-50 trunk in torchvision names + the 2048-1024-236 MLP), names spelt out
   here from torchvision's rules rather than taken from our module.
+* :func:`torch_file_claiming`: a ``torch.save`` file (zip or legacy) whose one
+  storage claims any element count, followed by any storage bytes (crafted files).
 
 The globals those pickles name (``torch_utils.persistence``, ``dnnlib.util``,
 ``chumpy.ch``) are stand-in modules registered only while pickling.
@@ -22,9 +24,12 @@ The globals those pickles name (``torch_utils.persistence``, ``dnnlib.util``,
 from __future__ import annotations
 
 import contextlib
+import io
 import pickle
+import struct
 import sys
 import types
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
@@ -343,3 +348,58 @@ def deca_checkpoint(path, e_flame=None, legacy=False, **extra):
                                      ("conv_blocks.0.running_var", torch.ones(128))]), **extra}
     torch.save(data, path, _use_new_zipfile_serialization=not legacy)
     return path
+
+
+# --------------------------------------------------------------------------- crafted torch files
+
+class _ClaimedStorage:
+    """Pickled as torch's persistent id of a float storage of ``numel`` elements."""
+
+    def __init__(self, numel):
+        self.numel = numel
+
+
+class _TensorOn:
+    def __init__(self, storage: _ClaimedStorage):
+        self.storage = storage
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, (self.storage, 0, (2,), (1,), False, OrderedDict())
+
+
+class _ClaimPickler(pickle.Pickler):
+    legacy = False
+
+    def persistent_id(self, obj):
+        if isinstance(obj, _ClaimedStorage):  # legacy ids carry a sixth item, the view (None)
+            return ("storage", torch.FloatStorage, "0", "cpu", obj.numel) + ((None,) if self.legacy else ())
+        return None
+
+
+def torch_file_claiming(path, numel, legacy: bool, record_chunks=(b"\0" * 8,),
+                        record_compression=zipfile.ZIP_STORED) -> None:
+    """``torch.save({'w': tensor})`` as torch lays it out, but the storage claims ``numel`` float32
+    elements and holds ``record_chunks`` (streamed, so a large record costs the test no memory)."""
+    buffer = io.BytesIO()
+    pickler = _ClaimPickler(buffer, protocol=2)
+    pickler.legacy = legacy
+    pickler.dump({"w": _TensorOn(_ClaimedStorage(numel))})
+    if legacy:
+        with open(path, "wb") as handle:
+            for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+                pickle.dump(header, handle, protocol=2)
+            handle.write(buffer.getvalue())
+            pickle.dump(["0"], handle, protocol=2)
+            handle.write(struct.pack("<q", numel if isinstance(numel, int) else 0))
+            for chunk in record_chunks:
+                handle.write(chunk)
+        return
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        record = zipfile.ZipInfo("archive/data/0")
+        record.compress_type = record_compression
+        with archive.open(record, "w") as handle:
+            for chunk in record_chunks:
+                handle.write(chunk)
+        archive.writestr("archive/version", "3\n")

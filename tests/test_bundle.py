@@ -1,5 +1,7 @@
+import io
 import json
 import zipfile
+from dataclasses import fields
 
 import pytest
 import torch
@@ -8,6 +10,12 @@ from pvp_runtime import bundle as bundle_module
 from pvp_runtime.bundle import (FORMAT_VERSION, GENERATOR_FILE, MANIFEST, MAPPERS_FILE, load_bundle, random_bundle,
                                 read_manifest, save_bundle)
 from pvp_runtime.contract.errors import BundleError
+from pvp_runtime.contract.subject_manifest import (GENERATOR_BOUNDS, MANIFEST_MAX_BYTES, MAPPER_BOUNDS,
+                                                   SubjectSummary)
+from pvp_runtime.model.pvp import MapperConfig
+from pvp_runtime.model.stylegan2 import GeneratorConfig
+
+from peak_memory import MB, measure
 
 
 def _states_equal(a, b):
@@ -131,7 +139,7 @@ def test_missing_tensor_and_shape_mismatch(tmp_path, tiny_bundle_path):
 def test_bad_manifest(tmp_path, tiny_bundle_path):
     bad = tmp_path / "bad.pvp"
     _rewrite(tiny_bundle_path, bad, edit_manifest=lambda m: m["generator"].update(resolution=33))
-    with pytest.raises(BundleError, match="invalid manifest"):
+    with pytest.raises(BundleError, match="manifest generator.resolution is 33, expected a power of two"):
         load_bundle(bad)
     not_json = tmp_path / "notjson.pvp"
     with zipfile.ZipFile(tiny_bundle_path) as a, zipfile.ZipFile(not_json, "w") as b:
@@ -164,3 +172,146 @@ def test_nan_weights_are_refused(tmp_path, tiny_generator_config):
     with pytest.raises(BundleError, match="'pivots' in mappers.safetensors holds NaN"):
         save_bundle(bad, tmp_path / "nan.pvp")
     assert not (tmp_path / "nan.pvp").exists()
+
+
+# --------------------------------------------------------------------------- crafted bundles: bounded reads
+
+MEMORY_BOUND = 100 * MB  # what reading a crafted bundle may add to the peak; the real tiny bundle is 0.1 MB
+
+
+def _copy_with(src, dst, name, chunks, compression=zipfile.ZIP_DEFLATED):
+    """Copy a bundle with member ``name`` replaced by ``chunks``, streamed (the test stays small)."""
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
+        for info in a.infolist():
+            if info.filename != name:
+                b.writestr(info, a.read(info))
+                continue
+            replacement = zipfile.ZipInfo(name)
+            replacement.compress_type = compression
+            with b.open(replacement, "w") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("pvp: error:")]
+
+
+def test_manifest_bomb_is_refused_before_it_is_inflated(tmp_path, tiny_bundle_path):
+    # Valid JSON followed by 256 MB of whitespace: json accepts it, so only a size cap can refuse it.
+    manifest = zipfile.ZipFile(tiny_bundle_path).read(MANIFEST)
+    bomb = tmp_path / "bomb.pvp"
+    _copy_with(tiny_bundle_path, bomb, MANIFEST, [manifest] + [b" " * MB] * 256)
+    assert bomb.stat().st_size < 4 * MB
+    run = measure(f"main(['info', {str(bomb)!r}])", setup="from pvp_runtime.cli.main import main")
+    assert run.value == 2 and run.stdout == ""
+    assert _error_lines(run.stderr) == [f"pvp: error: {bomb}: {MANIFEST} declares {len(manifest) + 256 * MB} "
+                                        f"bytes, more than the {MANIFEST_MAX_BYTES} it may hold; the file is "
+                                        f"corrupt or not what it claims to be"]
+    assert run.growth < MEMORY_BOUND, run.growth
+    with pytest.raises(BundleError, match="manifest.json declares"):  # the Blender extension's reader
+        SubjectSummary.read(bomb)
+
+
+def test_tensor_member_bigger_than_its_tensors_is_refused_and_nothing_is_written(tmp_path, tiny_bundle_path):
+    bomb = tmp_path / "bomb.pvp"
+    _copy_with(tiny_bundle_path, bomb, GENERATOR_FILE, [bytes(MB)] * 256)
+    clip = tmp_path / "clip.csv"
+    clip.write_text("head_yaw\n0.1\n0.2\n")
+    out = tmp_path / "frames"
+    run = measure(f"main(['render', {str(bomb)!r}, {str(clip)!r}, '-o', {str(out)!r}, '--device', 'cpu'])",
+                  setup="from pvp_runtime.cli.main import main")
+    assert run.value == 2
+    [line] = _error_lines(run.stderr)
+    assert line.startswith(f"pvp: error: {bomb}: {GENERATOR_FILE} declares {256 * MB} bytes, more than the ")
+    assert run.growth < MEMORY_BOUND, run.growth
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bomb.pvp", "clip.csv"]
+
+
+def test_a_member_holding_more_than_its_header_says_is_cut_at_the_limit(tiny_bundle_path, monkeypatch):
+    # Python's zipfile stops at the declared size itself; the bounded read must not depend on that.
+    manifest = zipfile.ZipFile(tiny_bundle_path).read(MANIFEST)
+    original_open = zipfile.ZipFile.open
+
+    def open_lying(archive, name, *args, **kwargs):
+        if getattr(name, "filename", name) == MANIFEST:
+            return io.BytesIO(manifest + b" " * (MANIFEST_MAX_BYTES + MB))
+        return original_open(archive, name, *args, **kwargs)
+    monkeypatch.setattr(zipfile.ZipFile, "open", open_lying)
+    with pytest.raises(BundleError) as error:
+        load_bundle(tiny_bundle_path)
+    assert str(error.value) == (f"{tiny_bundle_path}: {MANIFEST} holds more than the {MANIFEST_MAX_BYTES} bytes "
+                                f"it may hold; the file is corrupt")
+
+
+def test_only_stored_and_deflated_members_are_read(tmp_path, tiny_bundle_path):
+    deflated = tmp_path / "deflated.pvp"
+    _rewrite_compressed(tiny_bundle_path, deflated, zipfile.ZIP_DEFLATED)
+    assert _states_equal(load_bundle(deflated).generator, load_bundle(tiny_bundle_path).generator)
+    for method in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        odd = tmp_path / f"method{method}.pvp"
+        _rewrite_compressed(tiny_bundle_path, odd, method)
+        with pytest.raises(BundleError) as error:
+            load_bundle(odd)
+        assert str(error.value) == (f"{odd}: {MANIFEST} is compressed with zip method {method}; only stored or "
+                                    f"deflated members are read")
+
+
+def _rewrite_compressed(src, dst, method):
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w", compression=method) as b:
+        for name in a.namelist():
+            b.writestr(name, a.read(name))
+
+
+def _signed_pivots(m, count):
+    m["mappers"]["num_pivots"] = m["num_pivots"] = count
+
+
+# Numbers that size the generator or the mappers: the old loader built gigabytes from them first.
+@pytest.mark.parametrize("edit, problem", [
+    (lambda m: m["generator"].update(channel_max=2048, channel_base=1 << 20),
+     "generator.channel_max is 2048, expected an integer in 1..1024"),
+    (lambda m: _signed_pivots(m, 10 ** 6), "mappers.num_pivots is 1000000, expected an integer in 1..2048"),
+], ids=["channel_max", "num_pivots"])
+def test_huge_manifest_numbers_are_refused_before_anything_is_built(tmp_path, tiny_bundle_path, edit, problem):
+    crafted = tmp_path / "crafted.pvp"
+    _rewrite(tiny_bundle_path, crafted, edit_manifest=edit)
+    run = measure(f"load_bundle({str(crafted)!r})",
+                  setup=f"from pvp_runtime.bundle import load_bundle\nload_bundle({str(tiny_bundle_path)!r})")
+    assert run.error == f"{crafted}: corrupt bundle, manifest {problem}"
+    assert run.growth < MEMORY_BOUND, run.growth
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda m: m["generator"].update(resolution=4096), "generator.resolution is 4096, expected an integer in 8..2048"),
+    (lambda m: m["generator"].update(channel_base=16), "generator.channel_base is 16, expected at least the "
+                                                       "resolution (32)"),
+    (lambda m: m["mappers"].update(hidden=-1), "mappers.hidden is -1, expected an integer in 1..4096"),
+    (lambda m: m["mappers"].update(beta=float("nan")), "mappers.beta is nan, expected a number in 0..10"),
+    (lambda m: m["mappers"].update(gaze="yes"), "mappers.gaze is 'yes', expected true or false"),
+    (lambda m: m["channel_stats"]["std"].__setitem__(3, -1.0), "channel_stats.std[3] is -1.0, expected a number "
+                                                               "in 0..1000.0"),
+    (lambda m: m["channel_stats"]["mean"].__setitem__(0, float("inf")), "channel_stats.mean[0] is inf"),
+    (lambda m: m["framing"].update(roll_center=[0.5, 40]), "framing.roll_center is [0.5, 40], expected two "
+                                                           "numbers in 0..1"),
+    (lambda m: m.update(num_expressions=50), "num_expressions is 50, expected 10 as in its generator and "
+                                             "mapper configs"),
+], ids=["resolution", "channel_base", "hidden", "beta", "gaze", "std", "mean", "roll_center", "copy"])
+def test_manifest_numbers_outside_their_range_are_named(tmp_path, tiny_bundle_path, edit, problem):
+    crafted = tmp_path / "crafted.pvp"
+    _rewrite(tiny_bundle_path, crafted, edit_manifest=edit)
+    for read in (load_bundle, SubjectSummary.read):  # the runtime's loader and the Blender extension's
+        with pytest.raises(BundleError) as error:
+            read(crafted)
+        assert str(error.value).startswith(f"{crafted}: corrupt bundle, manifest {problem}")
+        assert "\n" not in str(error.value)
+
+
+def test_every_config_number_has_a_sane_range(tiny_bundle_path):
+    assert {f.name for f in fields(GeneratorConfig)} == set(GENERATOR_BOUNDS)
+    assert {f.name for f in fields(MapperConfig)} == set(MAPPER_BOUNDS)
+    # The ranges admit the paper's subjects: 1024 px config-f, K = 200 pivots, 50 expressions.
+    for key, value in GeneratorConfig(resolution=1024).to_dict().items():
+        assert GENERATOR_BOUNDS[key].problem(value) is None, key
+    for key, value in MapperConfig(num_pivots=200, num_expressions=50).to_dict().items():
+        assert MAPPER_BOUNDS[key].problem(value) is None, key

@@ -4,7 +4,10 @@
 fed the same backbone through a stand-in torchvision: max difference 1.5e-8.)
 """
 
+import argparse
 import logging
+import os
+import pickle
 
 import pytest
 import torch
@@ -78,25 +81,47 @@ def test_explicit_backbone_path_and_bad_files(tmp_path):
         lp.load_lpips("vgg", wrong)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[:1000])
-    with pytest.raises(PVPError, match="truncated.pth: not a readable vgg backbone checkpoint"):
+    with pytest.raises(PVPError, match="truncated.pth: .*vgg backbone checkpoint"):
         lp.load_lpips("vgg", truncated)
     with pytest.raises(PVPError, match="unknown LPIPS network"):
         lp.load_lpips("squeeze")
 
 
-def test_pickled_code_in_a_backbone_file_is_refused(tmp_path):
-    import pickle
+class _RunsCommand:
+    def __init__(self, command):
+        self.command = command
 
-    class Evil:
-        def __reduce__(self):
-            return (open, (str(tmp_path / "pwned"), "w"))
+    def __reduce__(self):
+        return os.system, (self.command,)
 
+
+@pytest.mark.parametrize("layout", ["pickle", "zip", "legacy"])
+def test_pickled_code_in_a_backbone_file_is_refused_by_the_allow_list(tmp_path, layout):
+    """The trunk goes through the same allow-list as every other pickle: one error, naming the file."""
+    marker = tmp_path / "pwned"
+    state = {**_fake_torchvision_state("alex", classifier=False), "extra": _RunsCommand(f"touch {marker}")}
     path = tmp_path / "evil.pth"
-    with open(path, "wb") as handle:
-        pickle.dump({"features.0.weight": Evil()}, handle)
-    with pytest.raises(PVPError, match="evil.pth: not a readable"):
-        lp.load_lpips("vgg", path)
-    assert not (tmp_path / "pwned").exists()
+    if layout == "pickle":
+        path.write_bytes(pickle.dumps(state, protocol=2))
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=layout == "zip")
+    with pytest.raises(PVPError) as error:
+        lp.load_lpips("alex", path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: refused to load {os.system.__module__}.system: it is not on the allow-list")
+    assert "\n" not in message and not marker.exists()
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_state_dict_backbone_file_loads_through_the_allow_list(tmp_path, legacy):
+    # With training options beside the weights, as fine-tuned trunks often carry: data the
+    # allow-list reads for every other checkpoint (weights_only=True refused it).
+    state = {**_fake_torchvision_state("alex"), "args": argparse.Namespace(lr=0.01, epochs=90)}
+    path = tmp_path / "alex.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+    backbone = lp.read_backbone_state(path, "alex")
+    assert backbone.keys() == lp.alexnet_features().state_dict().keys()
+    assert all(torch.equal(backbone[k], state[f"features.{k}"]) for k in backbone)
 
 
 def test_area_downsample():

@@ -18,6 +18,7 @@ from pvp_runtime.contract.client import LaunchSettings, RuntimeClient, probe_int
 from pvp_runtime.contract.errors import BundleError, ChannelError, PVPError, RuntimeProcessError
 from pvp_runtime.example_clips import head_turn_clip
 from blender_helpers import process_gone
+from peak_memory import MB, measure
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -236,3 +237,77 @@ def test_pvp_serve_probe_describes_the_interpreter(capsys):
     assert main(["serve", "--probe"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["ok"] and info["torch"].startswith("2.") and info["python"] == sys.executable
+
+
+# --------------------------------------------------------------------------- payload limits
+
+CLAIM = 1 << 35  # 32 GiB: under the old 64 GiB sanity bound; allocating it killed the reader thread
+
+
+def _prefix_claiming(kind: str, fields: dict, payload_len: int) -> bytes:
+    import json
+    header = json.dumps({**fields, "type": kind}).encode()
+    return protocol.PREFIX.pack(protocol.MAGIC, len(header), payload_len) + header
+
+
+def test_server_refuses_a_request_payload_over_the_limit():
+    stream = _prefix_claiming("render", {"frames": 1, "channels": 25, "width": 8, "height": 8}, CLAIM)
+    run = measure(f"serve(protocol.stream_reader(io.BytesIO({stream!r})), print, lambda: None, server=object())",
+                  setup="import io\nfrom pvp_runtime.contract import protocol\nfrom pvp_runtime.server import serve")
+    assert run.value == 2 and run.stdout == ""  # nothing written back, the server exits with a protocol error
+    assert run.stderr.strip() == (f"message payload of {CLAIM} bytes is over the "
+                                  f"{protocol.MAX_REQUEST_PAYLOAD_BYTES}-byte limit for it")
+    assert run.growth < 100 * MB, run.growth
+
+
+def test_a_reply_payload_larger_than_the_frames_asked_for_is_refused(tmp_path):
+    interpreter = _fake_interpreter(tmp_path, "claims", HANDSHAKE + f"""
+        out.write({_prefix_claiming("frames", {"count": 1, "width": 8, "height": 8}, CLAIM)!r})
+        out.flush()
+        time.sleep(600)
+    """.replace("\n        ", "\n"))
+    setup = (f"import numpy as np\nfrom pvp_runtime.contract.client import LaunchSettings, RuntimeClient\n"
+             f"client = RuntimeClient(LaunchSettings({interpreter!r}, frame_timeout=20), log=lambda line: None)")
+    run = measure("client.render(np.zeros((1, 25), np.float32), 8, 8)", setup=setup)
+    assert run.error == (f"the PVP runtime sent garbage while rendering 1 frame: message payload of {CLAIM} bytes "
+                         f"is over the {8 * 8 * 4 * 4}-byte limit for it")
+    assert run.growth < 100 * MB, run.growth
+
+
+def test_a_reader_thread_failure_reaches_the_waiting_request(tmp_path, monkeypatch):
+    """Any failure to read a reply (here a MemoryError for a big frame) ends the request at once."""
+    interpreter = _fake_interpreter(tmp_path, "replies", HANDSHAKE + """
+import numpy as np
+protocol.write_message(out.write, "frames", {"count": 1, "width": 32, "height": 32},
+                       protocol.array_to_payload(np.zeros((1, 32, 32, 4), np.float32)))
+out.flush()
+time.sleep(600)
+""")
+    real_reader = protocol.stream_reader
+
+    def reader_out_of_memory(stream):
+        read_exact = real_reader(stream)
+
+        def read(n):
+            if n > 4096:
+                raise MemoryError("simulated")
+            return read_exact(n)
+        return read
+    monkeypatch.setattr(protocol, "stream_reader", reader_out_of_memory)
+    runtime = RuntimeClient(LaunchSettings(interpreter, frame_timeout=20), log=lambda line: None)
+    with pytest.raises(RuntimeProcessError) as error:
+        runtime.render(np.zeros((1, 25), np.float32), 32, 32)
+    assert str(error.value) == ("the PVP runtime's reply could not be read while rendering 1 frame and the runtime "
+                                "was stopped (MemoryError: simulated)")
+    assert process_gone(runtime.pid)
+
+
+def test_a_request_over_the_limit_is_refused_before_it_is_sent(tmp_path):
+    interpreter = _fake_interpreter(tmp_path, "hangs", HANDSHAKE + "time.sleep(600)\n")
+    runtime = RuntimeClient(LaunchSettings(interpreter, frame_timeout=5), log=lambda line: None)
+    channels = 256 * MB // 8 + 1  # two frames of this many float32 channels: just over 256 MiB
+    with pytest.raises(RuntimeProcessError, match=rf"a render request of 2 frames x {channels} channels is over the "
+                                                  r"runtime protocol's \d+-byte limit; send fewer frames at once"):
+        runtime.render(np.zeros((2, channels), np.float32), 8, 8)
+    assert runtime.alive
+    runtime.kill()

@@ -3,7 +3,9 @@
 import argparse
 import os
 import pickle
+import re
 import subprocess
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
@@ -12,9 +14,11 @@ import torch
 
 from pvp_runtime.contract.errors import AssetError
 from pvp_runtime.formats.safe_pickle import load_pickle, unpickle_bytes
+from pvp_runtime.loaders import torch_files
 from pvp_runtime.loaders.torch_files import read_torch_file
 
-from asset_builders import py2_pickle
+from asset_builders import py2_pickle, torch_file_claiming
+from peak_memory import MB, measure
 
 
 class RunsCommand:
@@ -163,3 +167,53 @@ def test_truncated_torch_files_are_refused(tmp_path, legacy):
     empty.write_bytes(b"")
     with pytest.raises(AssetError, match="empty file"):
         read_torch_file(empty)
+
+
+# --------------------------------------------------------------------------- crafted storage sizes
+
+def _read_measured(path):
+    return measure(f"read_torch_file({str(path)!r})", setup="from pvp_runtime.loaders.torch_files import "
+                                                         "read_torch_file")
+
+
+@pytest.mark.parametrize("numel, problem", [
+    (1 << 40, r"its storages claim 4398046511104 bytes, more than the \d{3} left in the file"),
+    (-1, r"a storage of -1 elements"),
+], ids=["4TiB", "negative"])
+def test_legacy_storage_sizes_are_checked_against_the_file_before_allocating(tmp_path, numel, problem):
+    path = tmp_path / "claims.pth"
+    torch_file_claiming(path, numel, legacy=True)
+    assert path.stat().st_size < 1000
+    run = _read_measured(path)
+    assert re.fullmatch(rf"{re.escape(str(path))}: corrupt torch checkpoint \({problem}\)", run.error), run.error
+    assert run.growth < 100 * MB, run.growth
+
+
+def test_zip_storage_records_must_be_stored_with_their_exact_size(tmp_path):
+    # A deflated record of 256 MB of zeros in a 0.3 MB file: refused before it is inflated.
+    bomb = tmp_path / "bomb.pt"
+    torch_file_claiming(bomb, 64 * MB, legacy=False, record_chunks=[bytes(MB)] * 256,
+                        record_compression=zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < MB
+    run = _read_measured(bomb)
+    assert run.error == (f"{bomb}: storage 0 is compressed, but torch checkpoints store tensor data uncompressed "
+                         f"(re-save the file with torch.save)")
+    assert run.growth < 100 * MB, run.growth
+    short = tmp_path / "short.pt"  # a stored record smaller than its claim
+    torch_file_claiming(short, 1 << 40, legacy=False)
+    with pytest.raises(AssetError, match=r"short.pt: corrupt torch checkpoint \(storage 0 holds 8 bytes, "
+                                         r"expected 4398046511104\)"):
+        read_torch_file(short)
+
+
+def test_zip_pickle_member_is_capped(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    assert torch.equal(read_torch_file(path)["w"], torch.ones(2))
+    with zipfile.ZipFile(path) as archive:
+        size = archive.getinfo("ckpt/data.pkl").file_size
+    monkeypatch.setattr(torch_files, "MAX_PICKLE_BYTES", size - 1, raising=False)
+    with pytest.raises(AssetError) as error:
+        read_torch_file(path)
+    assert str(error.value) == (f"{path}: ckpt/data.pkl declares {size} bytes, more than the {size - 1} it may "
+                                f"hold; the file is corrupt or not what it claims to be")

@@ -175,6 +175,7 @@ class RuntimeClient:
         self._log = log or (lambda line: print(f"pvp runtime: {line}", file=sys.stderr))
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._replies: queue.Queue = queue.Queue()
+        self._reply_payload_limit = 0  # bytes the awaited reply may carry; set per request
         self._lock = threading.Lock()
         self._closed = False
         self.interpreter = resolve_interpreter(settings.interpreter)
@@ -219,11 +220,11 @@ class RuntimeClient:
         read_exact = protocol.stream_reader(self._process.stdout)
         while True:
             try:
-                message = protocol.read_message(read_exact)
+                message = protocol.read_message(read_exact, lambda: self._reply_payload_limit)
             except protocol.ConnectionClosed:
                 self._replies.put(_STOP)
                 return
-            except (protocol.ProtocolError, OSError, ValueError) as exc:
+            except Exception as exc:  # MemoryError too: the waiting request must hear of it, not time out
                 self._replies.put(exc)
                 return
             self._replies.put(message)
@@ -273,10 +274,12 @@ class RuntimeClient:
     # -- requests
 
     def _request(self, kind: str, fields: dict | None = None, payload=b"", timeout: float = 60.0,
-                 doing: str = "working") -> protocol.Message:
+                 doing: str = "working", reply_payload: int = 0) -> protocol.Message:
+        """Send one request and wait for its reply, whose payload may hold ``reply_payload`` bytes."""
         with self._lock:
             if self._closed:
                 raise RuntimeProcessError("the PVP runtime was stopped")
+            self._reply_payload_limit = reply_payload
             try:
                 protocol.write_message(self._process.stdin.write, kind, fields, payload)
                 self._process.stdin.flush()
@@ -291,9 +294,16 @@ class RuntimeClient:
                     f"(if it is only slow, raise the timeouts in the add-on preferences)") from None
             if reply is _STOP:
                 raise self._died(doing)
-            if isinstance(reply, Exception):
+            if isinstance(reply, protocol.ProtocolError):
                 self.kill()
                 raise RuntimeProcessError(f"the PVP runtime sent garbage while {doing}: {reply}")
+            if isinstance(reply, Exception):
+                self.kill()
+                detail = type(reply).__name__
+                if str(reply).strip():
+                    detail += ": " + " ".join(str(reply).split())
+                raise RuntimeProcessError(f"the PVP runtime's reply could not be read while {doing} and the "
+                                          f"runtime was stopped ({detail})")
             if reply.type == protocol.ERROR:
                 protocol.raise_error_reply(reply)
             return reply
@@ -321,10 +331,15 @@ class RuntimeClient:
         if frames.ndim != 2:
             raise ValueError(f"frames must be [F, C], got shape {frames.shape}")
         count = len(frames)
+        if frames.nbytes > protocol.MAX_REQUEST_PAYLOAD_BYTES:
+            raise RuntimeProcessError(f"a render request of {count} frames x {frames.shape[1]} channels is over the "
+                                      f"runtime protocol's {protocol.MAX_REQUEST_PAYLOAD_BYTES}-byte limit; "
+                                      f"send fewer frames at once")
+        pixels_bytes = count * int(height) * int(width) * 4 * protocol.FLOAT32.itemsize
         reply = self._request(protocol.RENDER, {"frames": count, "channels": frames.shape[1], "width": int(width),
                                                 "height": int(height)}, protocol.array_to_payload(frames),
                               timeout=self.settings.frame_timeout * max(1, count),
-                              doing=f"rendering {count} frame{'s' if count != 1 else ''}")
+                              doing=f"rendering {count} frame{'s' if count != 1 else ''}", reply_payload=pixels_bytes)
         if reply.type != protocol.FRAMES or reply.fields.get("count") != count:
             raise protocol.ProtocolError(f"expected {count} frames, got a '{reply.type}' reply")
         return protocol.array_from_payload(reply.payload, (count, int(height), int(width), 4), "frames reply")

@@ -11,6 +11,10 @@ message, in both directions, is::
     payload  plen bytes: raw array data (little-endian float32, C order) or empty
 
 Nothing is ever pickled.  Each request gets exactly one reply, in order.
+Lengths are checked before anything is allocated for them: a header holds at
+most ``MAX_HEADER_BYTES``, a request's payload at most
+``MAX_REQUEST_PAYLOAD_BYTES``, and the client accepts a reply payload only as
+large as the frames it asked for.
 
 ====================  ==========================================  =====================================
 request               header fields                               reply
@@ -51,7 +55,8 @@ PROTOCOL_VERSION = 2  # 2: render requests carry head angles as channels.HEAD_RO
 MAGIC = b"PVPm"
 PREFIX = struct.Struct("<4sIQ")
 MAX_HEADER_BYTES = 1 << 20
-MAX_PAYLOAD_BYTES = 1 << 36  # 64 GiB: a sanity bound that still catches garbage lengths
+# A render request is [F, C] float32: 256 MiB is 150,000 frames of a 400-expression subject.
+MAX_REQUEST_PAYLOAD_BYTES = 1 << 28
 FLOAT32 = np.dtype("<f4")
 
 # Message types.
@@ -102,8 +107,13 @@ def write_message(write: Callable[[bytes], object], kind: str, fields: dict | No
             write(part)
 
 
-def read_message(read_exact: Callable[[int], bytes]) -> Message:
-    """Read one message.  ``read_exact(n)`` returns exactly n bytes, or fewer only at end of stream."""
+def read_message(read_exact: Callable[[int], bytes],
+                 max_payload: int | Callable[[], int] = MAX_REQUEST_PAYLOAD_BYTES) -> Message:
+    """Read one message.  ``read_exact(n)`` returns exactly n bytes, or fewer only at end of stream.
+
+    ``max_payload`` (bytes, or a function asked once the prefix has arrived) bounds the payload:
+    a longer claim is refused before anything is allocated for it.
+    """
     prefix = read_exact(PREFIX.size)
     if not prefix:
         raise ConnectionClosed("the other side closed the connection")
@@ -113,8 +123,11 @@ def read_message(read_exact: Callable[[int], bytes]) -> Message:
     if magic != MAGIC:
         raise ProtocolError(f"not a PVP runtime message (starts with {magic!r}); "
                             "is something else writing to the runtime's output?")
-    if header_len > MAX_HEADER_BYTES or payload_len > MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"message lengths out of range (header {header_len}, payload {payload_len})")
+    if header_len > MAX_HEADER_BYTES:
+        raise ProtocolError(f"message header of {header_len} bytes is over the {MAX_HEADER_BYTES}-byte limit")
+    limit = max_payload() if callable(max_payload) else max_payload
+    if payload_len > limit:
+        raise ProtocolError(f"message payload of {payload_len} bytes is over the {limit}-byte limit for it")
     raw_header = read_exact(header_len)
     if len(raw_header) < header_len:
         raise ProtocolError("stream ended in the middle of a message header")

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..contract.errors import PVPError
+from ..loaders.torch_files import read_torch_file
 
 log = logging.getLogger(__name__)
 RANDOM_BACKBONE_SEED = 0
@@ -170,13 +171,10 @@ def find_linear_weights(net: str) -> Path | None:
     return None
 
 
-def _torch_load(path: Path, what: str) -> dict:
-    try:
-        # weights_only=True: a .pth is a pickle; only tensors and plain containers may come out of it.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated / foreign / unsafe files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PVPError(f"{path}: not a readable {what} ({first_line})") from None
+def _read_state(path: Path, what: str) -> dict:
+    # A .pth is a pickle: it goes through the allow-list every other pickle goes through, so a
+    # backbone file can hold only tensors and plain containers, never code.
+    state = read_torch_file(path, what)
     if not isinstance(state, dict):
         raise PVPError(f"{path}: not a {what} (expected a state dict, found {type(state).__name__})")
     return state
@@ -184,7 +182,7 @@ def _torch_load(path: Path, what: str) -> dict:
 
 def read_backbone_state(path: Path, net: str) -> dict:
     """Read a torchvision VGG16/AlexNet checkpoint; keep the ``features.*`` tensors lpips uses."""
-    state = _torch_load(path, f"{net} backbone checkpoint")
+    state = _read_state(path, f"{net} backbone checkpoint")
     reference = FEATURE_BUILDERS[net]().state_dict()
     features = {}
     for key, tensor in reference.items():
@@ -199,7 +197,7 @@ def read_backbone_state(path: Path, net: str) -> dict:
 
 
 def read_linear_state(path: Path, net: str) -> dict:
-    state = _torch_load(path, "LPIPS linear-weights file")
+    state = _read_state(path, "LPIPS linear-weights file")
     for k, channels in enumerate(TRUNKS[net].channels):
         key = f"lin{k}.model.1.weight"
         if key not in state or tuple(state[key].shape) != (1, channels, 1, 1):

@@ -18,6 +18,11 @@ of a flat storage), so no function named by the file is ever called.  (We do
 not use ``torch.load(weights_only=True)``: it refuses StyleGAN2-ADA modules
 saved by ``torch.save``, and one allow-list gives one behaviour and one error
 message for every format.)
+
+Sizes come from the file too, so none is trusted: a storage is allocated only
+after its size has been checked against the bytes the file really holds for it
+(the rest of a legacy stream; the declared size of an uncompressed zip record),
+and zip members are read through :mod:`pvp_runtime.contract.zip_members`.
 """
 
 from __future__ import annotations
@@ -31,11 +36,15 @@ from typing import Any
 
 import torch
 
+from ..contract import zip_members
 from ..contract.errors import AssetError
 from ..formats.safe_pickle import Globals, _first_line, unpickle
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+# data.pkl holds names, shapes and storage references (plus StyleGAN2-ADA's module source): kB to
+# MB.  The cap only stops a deflated pickle from inflating without bound.
+MAX_PICKLE_BYTES = 1 << 30
 
 # Legacy typed storages name their element type in the class name.
 STORAGE_DTYPES = {
@@ -106,7 +115,20 @@ def torch_globals(source: str) -> Globals:
     return entries
 
 
+def _storage_bytes(numel, dtype: torch.dtype, source: str) -> int:
+    if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+        raise AssetError(f"{source}: corrupt torch checkpoint (a storage of {numel!r} elements)")
+    return numel * dtype.itemsize
+
+
 # --------------------------------------------------------------------------- legacy torch.save
+
+def _bytes_left(stream) -> int:
+    position = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(position)
+    return end - position
+
 
 def read_legacy_stream(stream, source: str) -> Any:
     """Read a pre-1.6 ``torch.save`` stream: header pickles, object pickle, raw storages."""
@@ -120,19 +142,29 @@ def read_legacy_stream(stream, source: str) -> Any:
         raise AssetError(f"{source}: big-endian torch checkpoints are not supported")
 
     storages: dict[str, torch.Tensor] = {}
+    # The storages' bytes follow the object pickle, so together they cannot exceed what is left.
+    available, claimed = _bytes_left(stream), 0
 
     def persistent_load(pid):
+        nonlocal claimed
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
                 and isinstance(pid[1], _StorageType)):
             raise AssetError(f"{source}: unexpected persistent reference in the checkpoint")
         _, storage_type, key, _location, numel = pid[:5]
         view = pid[5] if len(pid) > 5 else None
         if key not in storages:
-            storages[key] = torch.empty(int(numel), dtype=storage_type.dtype)
+            claimed += _storage_bytes(numel, storage_type.dtype, source)
+            if claimed > available:
+                raise AssetError(f"{source}: corrupt torch checkpoint (its storages claim {claimed} bytes, "
+                                 f"more than the {available} left in the file)")
+            storages[key] = torch.empty(numel, dtype=storage_type.dtype)
         storage = storages[key]
         if view is not None:  # (view_key, offset, size): a slice of the root storage (old torch)
             _, offset, size = view
-            storage = storage[int(offset):int(offset) + int(size)]
+            if not (isinstance(offset, int) and isinstance(size, int) and 0 <= offset <= offset + size
+                    <= storage.numel()):
+                raise AssetError(f"{source}: corrupt torch checkpoint (a storage view lies outside its storage)")
+            storage = storage[offset:offset + size]
         return storage
 
     obj = unpickle(stream, source, torch_globals(source), persistent_load)
@@ -202,7 +234,8 @@ def _read_zip(path: Path, what: str) -> Any:
                 raise AssetError(f"{path}: a zip archive but not a torch checkpoint (no data.pkl), expected a {what}")
             prefix = pickles[0][: -len("data.pkl")]
             byteorder = prefix + "byteorder"
-            if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
+            if byteorder in archive.namelist() and zip_members.read_member(
+                    archive, byteorder, 16, source, AssetError).strip() != b"little":
                 raise AssetError(f"{path}: big-endian torch checkpoints are not supported")
             storages: dict[str, torch.Tensor] = {}
 
@@ -212,20 +245,35 @@ def _read_zip(path: Path, what: str) -> Any:
                     raise AssetError(f"{path}: unexpected persistent reference in the checkpoint")
                 _, storage_type, key, _location, numel = pid
                 if key not in storages:
-                    try:
-                        data = archive.read(f"{prefix}data/{key}")
-                    except KeyError:
-                        raise AssetError(f"{path}: corrupt torch checkpoint (storage {key} is missing)") from None
-                    dtype = storage_type.dtype
-                    itemsize = torch.empty((), dtype=dtype).element_size()
-                    if len(data) != int(numel) * itemsize:
-                        raise AssetError(f"{path}: corrupt torch checkpoint (storage {key} holds {len(data)} "
-                                         f"bytes, expected {int(numel) * itemsize})")
+                    nbytes = _storage_bytes(numel, storage_type.dtype, source)
+                    data = _read_storage_record(archive, f"{prefix}data/{key}", key, nbytes, source)
                     flat = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+                    dtype = storage_type.dtype
                     storages[key] = flat.view(dtype) if dtype is not torch.uint8 else flat
                 return storages[key]
 
+            zip_members.checked_info(archive, pickles[0], MAX_PICKLE_BYTES, source, AssetError)
             with archive.open(pickles[0]) as handle:
                 return unpickle(handle, source, torch_globals(source), persistent_load)
     except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:
         raise AssetError(f"{path}: truncated or corrupt zip archive, expected a {what} ({_first_line(exc)})") from None
+
+
+def _read_storage_record(archive: zipfile.ZipFile, name: str, key, nbytes: int, source: str) -> bytes:
+    """One storage's raw bytes, once its record is known to hold exactly ``nbytes`` uncompressed."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise AssetError(f"{source}: corrupt torch checkpoint (storage {key} is missing)") from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        # torch.save never compresses; a compressed record could claim any amount of memory.
+        raise AssetError(f"{source}: storage {key} is compressed, but torch checkpoints store tensor data "
+                         f"uncompressed (re-save the file with torch.save)")
+    if info.file_size != nbytes:
+        raise AssetError(f"{source}: corrupt torch checkpoint (storage {key} holds {info.file_size} bytes, "
+                         f"expected {nbytes})")
+    data = zip_members.read_member(archive, name, nbytes, source, AssetError)
+    if len(data) != nbytes:
+        raise AssetError(f"{source}: corrupt torch checkpoint (storage {key} holds {len(data)} bytes, "
+                         f"expected {nbytes})")
+    return data
