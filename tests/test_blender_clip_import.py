@@ -7,9 +7,6 @@ subject, so no runtime starts.  Also: renaming expression F-curves when the expr
 changes, with one expression property deleted.  The Bezier split itself is checked without Blender.
 """
 
-import json
-import os
-import subprocess
 import textwrap
 
 import numpy as np
@@ -18,23 +15,15 @@ import pytest
 from pvp_runtime.contract.channel_files import write_channel_file
 from pvp_runtime.contract.channels import ChannelLayout
 
-from blender_helpers import REPO, extension_module
+from blender_helpers import extension_module, run_blender_scenario
 
 key_splice = extension_module("pvp_blender.key_splice")
 LAYOUT = ChannelLayout(10)
 START = 100
 SAMPLES = np.arange(-5.0, 220.0, 0.5)  # frames where the scenario samples every F-curve
-HEAD_YAW = 'pose.bones["head"].rotation_euler'
 
 SCENARIO = textwrap.dedent("""
-    import json, sys
     import numpy as np
-    import bpy, addon_utils
-    ARGS = json.loads(sys.argv[1])
-    ADDON = "bl_ext.user_default.pvp_avatar"
-    bpy.ops.extensions.package_install_files(filepath=ARGS["zip"], repo="user_default", enable_on_install=True)
-    addon_utils.enable(ADDON, default_set=True)
-    module = lambda name: sys.modules[ADDON + ".pvp_blender." + name]
     animation, rig_module = module("animation"), module("rig")
 
     def key(rig, path, index, keys, interpolation="BEZIER"):
@@ -89,8 +78,8 @@ SCENARIO = textwrap.dedent("""
     del other["expr_03"]
     rig_module.ensure_expression_properties(other, 200)
     renamed = {c.data_path: c.evaluate(1) for c in animation.fcurve_collection(other)}
-    print("RESULT " + json.dumps(dict(before=before, imported=imported, undone=undone, read=read, renamed=renamed,
-                                      undo_option="UNDO" in module("operators").PVP_OT_import_channels.bl_options)))
+    result(before=before, imported=imported, undone=undone, read=read, renamed=renamed,
+           undo_option="UNDO" in module("operators").PVP_OT_import_channels.bl_options)
 """)
 
 
@@ -106,20 +95,9 @@ def clip_frames():
 @pytest.fixture(scope="module")
 def blender_run(tmp_path_factory, blender_python):
     root = tmp_path_factory.mktemp("blender_clip")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(BLENDER_USER_RESOURCES=str(root / "user"), XDG_CACHE_HOME=str(root / "cache"))
-    subprocess.run([str(blender_python), str(REPO / "scripts" / "build_extension.py"), "--output-dir", str(root)],
-                   check=True, capture_output=True, env=env)
     write_channel_file(root / "clip.csv", clip_frames(), LAYOUT)
-    script = root / "scenario.py"
-    script.write_text(SCENARIO)
-    args = dict(zip=str(next(root.glob("pvp_avatar-*.zip"))), clip=str(root / "clip.csv"), start=START,
-                samples=SAMPLES.tolist())
-    process = subprocess.run([str(blender_python), str(script), json.dumps(args)], env=env, cwd=root,
-                             capture_output=True, text=True, timeout=400)
-    lines = [line[7:] for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-    assert process.returncode == 0 and lines, f"{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
-    return json.loads(lines[-1])
+    return run_blender_scenario(blender_python, root, SCENARIO, clip=str(root / "clip.csv"), start=START,
+                                samples=SAMPLES.tolist())
 
 
 def test_import_keeps_the_animation_outside_the_clip(blender_run):
