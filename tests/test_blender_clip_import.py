@@ -78,7 +78,17 @@ SCENARIO = textwrap.dedent("""
     del other["expr_03"]
     rig_module.ensure_expression_properties(other, 200)
     renamed = {c.data_path: c.evaluate(1) for c in animation.fcurve_collection(other)}
-    result(before=before, imported=imported, undone=undone, read=read, renamed=renamed,
+
+    # A 30 fps clip in a 24 fps scene lands between frames (100, 100.8, ...): importing it again
+    # onto its own keys must give the same keys, not doubles of float32-rounded frames.
+    bpy.ops.pvp.add_head_rig(num_expressions=10)
+    third = bpy.context.object
+    key(third, '["expr_01"]', 0, [(1, 0.0), (200, 2.0)])
+    reimported = []
+    for _ in range(2):
+        bpy.ops.pvp.import_channels(filepath=ARGS["clip_30fps"], start_frame=ARGS["start"])
+        reimported.append(curves(third.name)['["expr_01"][0]']["keys"])
+    result(before=before, imported=imported, undone=undone, read=read, renamed=renamed, reimported=reimported,
            undo_option="UNDO" in module("operators").PVP_OT_import_channels.bl_options)
 """)
 
@@ -96,8 +106,9 @@ def clip_frames():
 def blender_run(tmp_path_factory, blender_python):
     root = tmp_path_factory.mktemp("blender_clip")
     write_channel_file(root / "clip.csv", clip_frames(), LAYOUT)
+    write_channel_file(root / "clip_30fps.json", clip_frames(), LAYOUT, fps=30)
     return run_blender_scenario(blender_python, root, SCENARIO, clip=str(root / "clip.csv"), start=START,
-                                samples=SAMPLES.tolist())
+                                clip_30fps=str(root / "clip_30fps.json"), samples=SAMPLES.tolist())
 
 
 def test_import_keeps_the_animation_outside_the_clip(blender_run):
@@ -141,6 +152,12 @@ def test_undo_restores_every_curve(blender_run):
     for curve, old in blender_run["before"].items():
         np.testing.assert_allclose(blender_run["undone"][curve]["keys"], old["keys"], atol=1e-7, err_msg=curve)
         np.testing.assert_allclose(blender_run["undone"][curve]["samples"], old["samples"], atol=1e-7, err_msg=curve)
+
+
+def test_reimporting_a_clip_between_frames_gives_the_same_keys(blender_run):
+    once, twice = (np.array(keys) for keys in blender_run["reimported"])
+    np.testing.assert_allclose(once[:, 0], [1.0, 99.0, 100.0, 100.8, 101.6, 102.4, 103.4, 200.0], atol=1e-4)
+    np.testing.assert_allclose(twice, once, atol=1e-6)
 
 
 def test_expression_curves_are_renamed_by_number_when_one_property_is_missing(blender_run):
