@@ -16,10 +16,10 @@ import bpy
 import numpy as np
 
 from ..pvp_runtime.contract.channels import ChannelLayout
+from .key_splice import splice_keys
 from .rig import expression_names
 from .rig_math import RIG_BONES, bone_basis_rotations, rotation_values
 
-LINEAR = 1  # Keyframe.interpolation enum value of 'LINEAR'
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
 
 
@@ -75,16 +75,12 @@ def new_fcurve(fcurves, data_path: str, index: int, group: str):
 
 
 def write_keys(fcurves, data_path: str, index: int, times: np.ndarray, values: np.ndarray, group: str) -> None:
-    """Replace one F-curve with linear keys at ``times`` (frames) holding ``values``."""
-    existing = fcurves.find(data_path, index=index)
-    if existing is not None:
-        fcurves.remove(existing)
-    fcurve = new_fcurve(fcurves, data_path, index, group)
-    points = fcurve.keyframe_points
-    points.add(len(times))
-    points.foreach_set("co", np.column_stack([times, values]).astype(np.float32).ravel())
-    points.foreach_set("interpolation", np.full(len(times), LINEAR, dtype=np.int32))
-    fcurve.update()
+    """Key ``values`` at ``times`` (ascending frames) on one F-curve, made if missing; an existing
+    curve keeps its animation outside the clip's frames (see ``key_splice``)."""
+    fcurve = fcurves.find(data_path, index=index)
+    if fcurve is None:
+        fcurve = new_fcurve(fcurves, data_path, index, group)
+    splice_keys(fcurve, np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64))
 
 
 def rename_fcurves(obj, renames: dict[str, str]) -> None:
@@ -101,8 +97,10 @@ def rename_fcurves(obj, renames: dict[str, str]) -> None:
 def key_clip(rig, frames: np.ndarray, layout: ChannelLayout, times: np.ndarray, key_all: bool = False) -> int:
     """Keyframe a clip (``[F, layout.size]``) on the rig at ``times``.  Returns the F-curves written.
 
-    Channel groups that stay at their default for the whole clip are left alone unless
-    ``key_all``, so a clip without eye or neck data does not erase that animation.
+    Each keyed channel's keys within the clip's frames are replaced and its animation outside
+    them is kept (``key_splice``).  Channel groups that stay at their default for the whole clip
+    are left alone unless ``key_all``, so a clip without eye or neck data does not erase that
+    animation.
     """
     frames = np.asarray(frames, dtype=np.float64)
     defaults = layout.defaults(1)[0]

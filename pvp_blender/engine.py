@@ -135,6 +135,7 @@ def register():
 
 
 def unregister():
+    viewport.PREVIEW.stop()
     for name in COMPATIBLE_PANELS:
         panel = getattr(bpy.types, name, None)
         if panel is not None and hasattr(panel, "COMPAT_ENGINES"):

@@ -10,21 +10,29 @@ with factory settings):
 3. ``python3`` / ``python`` on ``PATH``.
 
 The runtime source folder likewise falls back to ``PVP_RUNTIME_SOURCE``.
+
+Probing runs the candidate (importing torch: seconds each), so it never runs on Blender's UI
+thread: :class:`AutoDetect` resolves an empty preference where the runtime is started, on the
+preview worker or the render thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Callable, Mapping
 
-from ..pvp_runtime.contract.client import ProbeResult, probe_interpreter
+from ..pvp_runtime.contract.client import LaunchSettings, ProbeResult, probe_interpreter
 
 ENV_INTERPRETER = "PVP_PYTHON"
 ENV_SOURCE = "PVP_RUNTIME_SOURCE"
 VENV_NAMES = (".venv", "venv")
 PARENT_LEVELS = 3
+# The extension's root folder (the one holding pvp_blender/): where a developer's .venv is searched.
+EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _venv_python(folder: Path) -> list[Path]:
@@ -79,3 +87,25 @@ def choose_interpreter(preference: str, extension_dir: str, source_dir: str = ""
         if result.ok:
             return result.interpreter
     return ""
+
+
+class AutoDetect:
+    """Fills in the interpreter of launch settings that leave it empty (no preference), with what
+    :func:`choose_interpreter` finds: once per source folder and session, on the calling thread."""
+
+    def __init__(self, extension_dir: str = EXTENSION_DIR, probe: Callable[..., ProbeResult] = probe_interpreter,
+                 env: Mapping[str, str] = os.environ):
+        self.extension_dir = extension_dir
+        self.probe = probe
+        self.env = env
+        self._found: dict[str, str] = {}  # source folder -> interpreter ("" when none works)
+        self._lock = threading.Lock()
+
+    def resolve(self, launch: LaunchSettings) -> LaunchSettings:
+        if launch.interpreter:
+            return launch
+        with self._lock:
+            if launch.source_dir not in self._found:
+                self._found[launch.source_dir] = choose_interpreter("", self.extension_dir, launch.source_dir,
+                                                                    env=self.env, probe=self.probe)
+            return dataclasses.replace(launch, interpreter=self._found[launch.source_dir])

@@ -13,8 +13,11 @@ from ..pvp_runtime.contract.errors import PVPError
 from ..pvp_runtime.formats.channel_sources import read_any_channels
 from . import animation, compositing, flame_mesh, interpreters, viewport
 from . import rig as rig_module
-from .preferences import EXTENSION_DIR, preferences, runtime_options
+from .latest_only import LatestOnlyWorker
+from .preferences import preferences, runtime_options
 from .runtime_session import SESSION
+
+DETECTION = LatestOnlyWorker("pvp-detect-interpreter")
 
 
 def active_rig(context):
@@ -149,7 +152,7 @@ class PVP_OT_preview_frame(bpy.types.Operator):
         except PVPError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self._future = SESSION.submit(viewport.render_native, *request)
+        self._future = viewport.IMAGE_RENDERS.submit(viewport.render_native, *request)
         self._timer = context.window_manager.event_timer_add(viewport.POLL_SECONDS, window=context.window)
         context.window_manager.modal_handler_add(self)
         context.workspace.status_text_set("PVP Avatar: rendering preview (Esc: stop waiting)")
@@ -160,6 +163,8 @@ class PVP_OT_preview_frame(bpy.types.Operator):
             return self._finish(context, {"CANCELLED"})
         if event.type != "TIMER" or not self._future.done():
             return {"PASS_THROUGH"}
+        if self._future.cancelled():  # a newer Preview Frame replaced this request: it shows its frame
+            return self._finish(context, {"CANCELLED"})
         try:
             viewport.write_image(self._future.result())
         except PVPError as exc:
@@ -204,10 +209,35 @@ class PVP_OT_detect_interpreter(bpy.types.Operator):
     bl_idname = "pvp.detect_interpreter"
     bl_label = "Detect Runtime Python"
 
-    def execute(self, context):
+    _future = None
+    _timer = None
+
+    @staticmethod
+    def _source_folder() -> str:
         prefs = preferences()
-        source = interpreters.source_folder(bpy.path.abspath(prefs.source_dir) if prefs else "")
-        results = interpreters.detect_interpreters(EXTENSION_DIR, source)
+        return interpreters.source_folder(bpy.path.abspath(prefs.source_dir) if prefs else "")
+
+    def execute(self, context):  # synchronous: background mode, scripts
+        return self._apply(interpreters.detect_interpreters(interpreters.EXTENSION_DIR, self._source_folder()))
+
+    def invoke(self, context, event):  # interactive: each probe imports torch (seconds), so off the UI thread
+        self._future = DETECTION.submit(interpreters.detect_interpreters, interpreters.EXTENSION_DIR,
+                                        self._source_folder())
+        self._timer = context.window_manager.event_timer_add(viewport.POLL_SECONDS, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        self.report({"INFO"}, "probing Python interpreters...")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER" or not self._future.done():
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        if self._future.cancelled():  # pressed again: the newer detection reports
+            return {"CANCELLED"}
+        return self._apply(self._future.result())
+
+    def _apply(self, results):
+        prefs = preferences()
         lines = [f"{'ok' if r.ok else 'no'}: {r.interpreter} ({origin}): {r.summary}" for origin, r in results]
         usable = [r for _, r in results if r.ok]
         if prefs is not None:

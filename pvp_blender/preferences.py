@@ -11,8 +11,6 @@ from ..pvp_runtime.contract.client import LaunchSettings
 from .runtime_session import SESSION, RuntimeOptions
 
 LOG_KEEP_BYTES = 5 * 1024 * 1024
-EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_autodetected: dict[str, str] = {}  # source folder -> interpreter found this session
 
 
 class PVPAvatarPreferences(bpy.types.AddonPreferences):
@@ -79,14 +77,14 @@ def preferences() -> PVPAvatarPreferences | None:
 
 
 def runtime_options() -> RuntimeOptions:
-    """What the preferences (or, without them, the environment) say about starting the runtime."""
+    """What the preferences (or, without them, the environment) say about starting the runtime.
+
+    Runs on the UI thread, so it probes nothing: an empty interpreter preference stays empty
+    here, and the session autodetects one where it starts the runtime (``interpreters.AutoDetect``).
+    """
     prefs = preferences()
     source = interpreters.source_folder(bpy.path.abspath(prefs.source_dir) if prefs else "")
     interpreter = bpy.path.abspath(prefs.interpreter) if prefs and prefs.interpreter else ""
-    if not interpreter:
-        if source not in _autodetected:
-            _autodetected[source] = interpreters.choose_interpreter("", EXTENSION_DIR, source)
-        interpreter = _autodetected[source]
     launch = LaunchSettings(interpreter, source_dir=source,
                             startup_timeout=prefs.startup_timeout if prefs else 120.0,
                             frame_timeout=prefs.frame_timeout if prefs else 60.0)

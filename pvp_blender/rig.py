@@ -97,10 +97,10 @@ def ensure_expression_properties(rig, count: int) -> None:
     old_names = [name for name in expression_names(old_count) if name in rig.keys()]
     new_names = expression_names(count)
     specs = expression_channels(count)
-    renames = {}
-    for i, old in enumerate(old_names):
-        if i < count and old != new_names[i]:
-            renames[f'["{old}"]'] = f'["{new_names[i]}"]'
+    # By channel number, whether or not its property is still there: a deleted expr_03 must not
+    # shift expr_04's F-curve onto expr_003.
+    renames = {f'["{expression_name(i, old_count)}"]': f'["{new_names[i]}"]'
+               for i in range(min(old_count, count)) if expression_name(i, old_count) != new_names[i]}
     values = {name: float(rig[name]) for name in old_names}
     for name in old_names:
         del rig[name]

@@ -16,7 +16,6 @@ real frame costs time, never correctness.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import os
 import sys
 import threading
@@ -28,6 +27,7 @@ import numpy as np
 from ..pvp_runtime.contract.client import LaunchSettings, RuntimeClient
 from ..pvp_runtime.contract.errors import PVPError, RuntimeProcessError
 from ..pvp_runtime.contract.subject_manifest import SubjectSummary
+from .interpreters import AutoDetect
 
 # A prefetch batch never holds more than this many bytes of float pixels (4K frames are 133 MB each).
 PREFETCH_BUDGET_BYTES = 512 * 1024 * 1024
@@ -77,8 +77,11 @@ class _Cached:
 
 
 class RuntimeSession:
-    def __init__(self, client_factory=RuntimeClient):
+    def __init__(self, client_factory=RuntimeClient, autodetect: AutoDetect | None = None):
         self._client_factory = client_factory
+        # Launch settings without an interpreter get one here, where the process starts: on a
+        # worker or render thread, as finding one probes interpreters (seconds), never on the UI's.
+        self.autodetect = autodetect or AutoDetect()
         self._client: RuntimeClient | None = None
         self._launch: LaunchSettings | None = None
         self._loaded: tuple | None = None
@@ -137,16 +140,17 @@ class RuntimeSession:
     # -- the process
 
     def _client_for(self, options: RuntimeOptions) -> RuntimeClient:
+        launch = self.autodetect.resolve(options.launch)
         client = self._client
-        if client is not None and client.alive and self._launch == options.launch:
+        if client is not None and client.alive and self._launch == launch:
             return client
         self._stop_client()
         try:
-            self._client = self._client_factory(options.launch, log=self._log_line)
+            self._client = self._client_factory(launch, log=self._log_line)
         except PVPError as exc:
             self.last_error = str(exc)
             raise
-        self._launch = options.launch
+        self._launch = launch
         self.stats.processes_started += 1
         self.last_error = ""
         return self._client
@@ -208,25 +212,6 @@ class RuntimeSession:
             self._cache = {frame: _Cached(key, row.tobytes(), image)
                            for frame, row, image in zip(frames, channels, images)}
             return images
-
-    def submit(self, fn, *args) -> concurrent.futures.Future:
-        """Run ``fn`` on a worker thread so the UI stays responsive; returns a Future.
-
-        A daemon thread, not a ThreadPoolExecutor: Python joins executor threads at exit,
-        and a job waiting on a slow runtime must never keep Blender from quitting.
-        """
-        future: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run():
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to whoever reads the future
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name="pvp-runtime-job", daemon=True).start()
-        return future
 
     def free(self) -> bool:
         """Drop the subject and release the runtime's (GPU) memory; the process stays for the next render.

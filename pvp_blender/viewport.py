@@ -1,9 +1,10 @@
 """Showing the avatar outside a final render: the Image Editor preview and the 3D viewport.
 
-Both render on a worker thread (:meth:`RuntimeSession.submit`) so the UI never
-waits for the runtime; a timer picks the result up on the main thread.  In
-background mode (no event loop, timers never fire) the preview renders
-synchronously instead.
+Both render on a worker thread so the UI never waits for the runtime (nor for finding an
+interpreter, which happens where the runtime starts); a timer picks the result up on the main
+thread.  Each has one :class:`LatestOnlyWorker`: while the animator scrubs, only the render in
+progress and the newest request exist, never a queue.  In background mode (no event loop,
+timers never fire) Preview Frame renders synchronously instead.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import numpy as np
 
 from ..pvp_runtime.contract.errors import PVPError
 from . import rig as rig_module
+from .latest_only import LatestOnlyWorker
 from .runtime_session import SESSION
 
 PREVIEW_IMAGE = "PVP Preview"
 POLL_SECONDS = 0.05
+IMAGE_RENDERS = LatestOnlyWorker("pvp-preview-frame")  # the Preview Frame operator's renders
 
 
 def current_frame_request(scene, depsgraph):
@@ -85,14 +88,19 @@ class ViewportPreview:
         self.pixels: np.ndarray | None = None
         self.texture = None
         self.message = ""
-        self._future = None
+        self.pending = None  # the Future of the newest request, until the timer picks it up
+        self._renders = LatestOnlyWorker("pvp-viewport")
+        # One bound method for the timer: every `self._poll` is a new object, which
+        # `timers.is_registered` never recognises, so each update would register another timer.
+        self._poll_timer = self._poll
 
     def update(self, depsgraph) -> None:
+        """On every depsgraph change (UI thread): ask for the current frame if its channels changed."""
         scene = depsgraph.scene
         try:
             subject, channels = current_frame_request(scene, depsgraph)
             from .preferences import runtime_options
-            options = runtime_options()
+            options = runtime_options()  # probes nothing: see interpreters.AutoDetect
         except PVPError as exc:
             self.message = str(exc)
             return
@@ -100,17 +108,23 @@ class ViewportPreview:
         if key == self.requested:
             return
         self.requested = key
-        self._future = SESSION.submit(render_native, options, subject, scene.frame_current, channels)
-        if not bpy.app.timers.is_registered(self._poll):
-            bpy.app.timers.register(self._poll, first_interval=POLL_SECONDS)
+        self.pending = self._renders.submit(render_native, options, subject, scene.frame_current, channels)
+        if not bpy.app.timers.is_registered(self._poll_timer):
+            bpy.app.timers.register(self._poll_timer, first_interval=POLL_SECONDS)
+
+    def stop(self) -> None:
+        """Stop waiting for the pending render (the add-on is being disabled)."""
+        self.pending = None
+        if bpy.app.timers.is_registered(self._poll_timer):
+            bpy.app.timers.unregister(self._poll_timer)
 
     def _poll(self):
-        future = self._future
+        future = self.pending
         if future is None:
             return None
         if not future.done():
             return POLL_SECONDS
-        self._future = None
+        self.pending = None
         try:
             self.pixels = future.result()
             self.texture = None  # rebuilt on the drawing thread's GPU context

@@ -1,6 +1,7 @@
 """Helpers for the Blender extension tests."""
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,38 @@ def blender_version(python: Path) -> str | None:
                            capture_output=True, text=True, timeout=120,
                            env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
     return probe.stdout.split()[0] if probe.returncode == 0 and probe.stdout.strip() else None
+
+
+INSTALL_PRELUDE = """
+import json, sys
+import bpy, addon_utils
+ARGS = json.loads(sys.argv[1])
+ADDON = "bl_ext.user_default.pvp_avatar"
+bpy.ops.extensions.package_install_files(filepath=ARGS["zip"], repo="user_default", enable_on_install=True)
+addon_utils.enable(ADDON, default_set=True)
+
+def module(name):
+    return sys.modules[ADDON + ".pvp_blender." + name]
+
+def result(**data):
+    print("RESULT " + json.dumps(data), flush=True)
+"""
+
+
+def run_blender_scenario(blender_python: Path, root: Path, body: str, timeout: float = 400, **args) -> dict:
+    """Build the extension with that Blender's packaging tool, then run ``body`` in a fresh Blender
+    (isolated user folder and caches) after installing and enabling it (``INSTALL_PRELUDE``: ARGS,
+    ``module(name)``, ``result(**data)``).  Returns what the scenario passed to ``result``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(BLENDER_USER_RESOURCES=str(root / "user"), XDG_CACHE_HOME=str(root / "cache"),
+               PVP_PYTHON="", PVP_RUNTIME_SOURCE="")
+    subprocess.run([str(blender_python), str(REPO / "scripts" / "build_extension.py"), "--output-dir", str(root)],
+                   check=True, capture_output=True, env=env)
+    script = root / "scenario.py"
+    script.write_text(INSTALL_PRELUDE + body)
+    args = {"zip": str(next(root.glob("pvp_avatar-*.zip"))), **args}
+    process = subprocess.run([str(blender_python), str(script), json.dumps(args)], env=env, cwd=root,
+                             capture_output=True, text=True, timeout=timeout)
+    lines = [line[7:] for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    assert process.returncode == 0 and lines, f"{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+    return json.loads(lines[-1])

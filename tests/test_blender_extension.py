@@ -418,7 +418,8 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
             scene.frame_set(frame)
             reenacted.append(rig_module.read_channels(rig.evaluated_get(depsgraph), summary.layout, frame).tolist())
 
-        # The same action played from an NLA strip starting at frame 30 (action frames 10..13).
+        # The same action played from an NLA strip starting at frame 30.  The action spans frames
+        # 1..13 (the import kept the head's keys at 1 and 5), so action frames 10..13 play at 39..42.
         animation_data = rig.animation_data
         action = animation_data.action
         strip = animation_data.nla_tracks.new().strips.new("clip", 30, action)
@@ -426,7 +427,7 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
             strip.action_slot = animation_data.action_slot
         animation_data.action = None
         nla = []
-        for frame in (30, 33):
+        for frame in (39, 42):
             scene.frame_set(frame)
             nla.append(rig_module.read_channels(rig.evaluated_get(depsgraph), summary.layout, frame).tolist())
 
@@ -506,7 +507,7 @@ def test_imported_clip_is_read_back_from_the_rig(scenario_d, shot, avatar):
     assert not scenario_d["eye_keyed"]  # groups at rest in the clip are not keyed
     expected = normalize_reenactment(clip, avatar.layout, subject_stats(avatar.layout), ChannelStats.of(clip))
     assert np.allclose(np.array(scenario_d["reenacted"]), expected, atol=2e-5)
-    # Read through an NLA strip that plays the clip from frame 30.
+    # Read through an NLA strip that plays the action (and so the clip's frames 10..13) from frame 30.
     assert np.allclose(np.array(scenario_d["nla"]), expected[[0, 3]], atol=2e-5)
 
 

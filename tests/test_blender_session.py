@@ -1,4 +1,7 @@
-"""The extension's bpy-free runtime session (prefetch plan, frame cache, restarts) and interpreter detection."""
+"""The extension's bpy-free runtime session (prefetch plan, frame cache, restarts), the preview
+worker that keeps only the newest request, and interpreter detection."""
+
+import threading
 
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ from blender_helpers import extension_module
 
 session_module = extension_module("pvp_blender.runtime_session")
 interpreters = extension_module("pvp_blender.interpreters")
+latest_only = extension_module("pvp_blender.latest_only")
 contract_errors = extension_module("pvp_runtime.contract.errors")
 client_module = extension_module("pvp_runtime.contract.client")
 subject_manifest = extension_module("pvp_runtime.contract.subject_manifest")
@@ -114,11 +118,59 @@ def test_subject_summary_reads_the_manifest_without_torch(session, tiny_bundle_p
         session.subject(str(tmp_path / "nothing.pvp"))
 
 
-def test_worker_jobs_report_through_futures(session):
-    assert session.submit(lambda a, b: a + b, 2, 3).result(timeout=10) == 5
-    future = session.submit(lambda: 1 / 0)
+def test_worker_jobs_report_through_futures():
+    worker = latest_only.LatestOnlyWorker()
+    assert worker.submit(lambda a, b: a + b, 2, 3).result(timeout=10) == 5
+    future = worker.submit(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         future.result(timeout=10)
+    assert worker.submit(str, 7).result(timeout=10) == "7"  # the worker outlives a failed job
+
+
+def test_scrubbing_renders_only_the_newest_request():
+    """20 requests while a render is in progress: the newest runs next, the rest never run."""
+    worker = latest_only.LatestOnlyWorker()
+    started, release = threading.Event(), threading.Event()
+    rendered = []
+
+    def render(frame):
+        rendered.append(frame)
+        if frame == 0:
+            started.set()
+            release.wait(timeout=60)  # a guard against a hang, not a timing
+        return frame
+
+    first = worker.submit(render, 0)
+    assert started.wait(timeout=60)
+    later = [worker.submit(render, frame) for frame in range(1, 21)]
+    release.set()
+    assert later[-1].result(timeout=60) == 20
+    assert rendered == [0, 20]  # the one in progress and the newest
+    assert first.result() == 0 and all(future.cancelled() for future in later[:-1])
+
+
+def test_an_unset_interpreter_is_found_on_the_rendering_thread_once(session, tiny_bundle_path, tmp_path):
+    """The UI thread only submits; probing (seconds per interpreter) happens where the runtime starts."""
+    probes = []
+
+    def probe(path, source_dir=""):
+        probes.append((path, threading.current_thread()))
+        return client_module.ProbeResult(path, True, "ok")
+
+    extension = tmp_path / "checkout" / "extension"
+    extension.mkdir(parents=True)
+    venv_python = _executable(tmp_path / "checkout" / ".venv" / "bin" / "python")
+    session.autodetect = interpreters.AutoDetect(str(extension), probe=probe, env={"PATH": ""})
+    subject = session.subject(str(tiny_bundle_path))
+    channels = np.zeros((1, subject.layout.size), dtype=np.float32)
+    worker = latest_only.LatestOnlyWorker()
+    for _ in range(2):
+        worker.submit(session.render, _options(""), subject, [1], channels, 4, 4).result(timeout=30)
+    assert [path for path, _ in probes] == [venv_python]  # once per session and source folder
+    assert probes[0][1] is not threading.current_thread() and probes[0][1].name == worker.name
+    assert FakeClient.instances[0].launch.interpreter == venv_python and len(FakeClient.instances) == 1
+    session.render(_options("/my/python"), subject, [1], channels, 4, 4)  # a preference is never probed
+    assert len(probes) == 1 and FakeClient.instances[1].launch.interpreter == "/my/python"
 
 
 def _executable(path):
