@@ -49,6 +49,7 @@ from pvp_runtime.fit.alignment import passthrough_transform, warp  # noqa: E402
 from pvp_runtime.fit.config import FitConfig  # noqa: E402
 from pvp_runtime.fit.control import neutral_frame, sweeps  # noqa: E402
 from pvp_runtime.fit.data import split_frames  # noqa: E402
+from pvp_runtime.fit.frame_roll import FrameRoll  # noqa: E402
 from pvp_runtime.fit.evaluate import evaluate_held_out, render_channels  # noqa: E402
 from pvp_runtime.fit.masks import batch_masks  # noqa: E402
 from pvp_runtime.fit.metrics import psnr, ssim  # noqa: E402
@@ -109,7 +110,8 @@ def run_fit(capture: Path, out: Path, config: Path, expressions: int, device: st
                str(capture / "channels.csv"), "-o", str(out), "--config", str(config),
                "--expressions", str(expressions), "--device", device, "--overwrite"]
     began = time.monotonic()
-    child = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    child = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": path})
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.monotonic() - began
     if os.waitstatus_to_exitcode(status) != 0:
@@ -131,15 +133,15 @@ def effect_region(truth: torch.Tensor, neutral_truth: torch.Tensor) -> torch.Ten
     return torch.from_numpy(region.astype(np.float32))[None, None]
 
 
-def sweep_scores(bundle, layout, train_channels, look, size, device) -> dict:
+def sweep_scores(bundle, layout, train_channels, look, size, device, frame_roll) -> dict:
     resolution = bundle.generator.config.resolution
     neutral = neutral_frame(train_channels)
-    neutral_render = render_channels(bundle.generator, bundle.model, neutral[None], layout, device).cpu()
+    neutral_render = render_channels(bundle.generator, bundle.model, neutral[None], layout, device, frame_roll).cpu()
     neutral_truth = truth_images(neutral[None], layout, look, size, resolution)
     scores = {}
     for sweep in sweeps(train_channels, layout):
         truth = truth_images(sweep.frames, layout, look, size, resolution)
-        render = render_channels(bundle.generator, bundle.model, sweep.frames, layout, device).cpu()
+        render = render_channels(bundle.generator, bundle.model, sweep.frames, layout, device, frame_roll).cpu()
         region = effect_region(truth, neutral_truth).expand(len(truth), 1, -1, -1)
         followed = psnr(render, truth, region).mean().item()
         ignored = psnr(neutral_render.expand_as(truth), truth, region).mean().item()
@@ -172,14 +174,16 @@ def score_fit(capture: Path, out: Path, layout, channels, landmarks, look, size,
     crop_landmarks = (landmarks + 0.5) * resolution / size - 0.5
     clip = open_prepared(out / "work", len(channels), resolution, False, False)
     pivots = np.asarray(report["pivots"]["frames"])
+    frame_roll = FrameRoll(True, bundle.framing.roll_center).to(device)  # the captures show their roll
     evaluation = evaluate_held_out(bundle.generator, bundle.model, clip, channels, layout, split, pivots, None,
-                                   device, region_landmarks=crop_landmarks)
+                                   device, region_landmarks=crop_landmarks, frame_roll=frame_roll)
     held_out = {method: {k: v for k, v in values.items() if k != "lpips"}
                 for method, values in evaluation.summary().items()}
     held_out["oracle_pose_neutral_face"] = oracle_neutral_face(channels, layout, split.held_out, look, size,
                                                                resolution, crop_landmarks)
     return {"held_out": held_out,
-            "sweeps": sweep_scores(bundle, layout, channels[split.train], look, size, device)}
+            "roll_center": list(bundle.framing.roll_center),
+            "sweeps": sweep_scores(bundle, layout, channels[split.train], look, size, device, frame_roll)}
 
 
 # --------------------------------------------------------------------------- report
@@ -198,7 +202,8 @@ def verdict(result: dict) -> list[str]:
     for baseline in ("nearest_training_frame", "nearest_pose_frame", "nearest_pivot"):
         for metric in ("psnr", "ssim"):
             if held["pvp"][metric] <= held[baseline][metric]:
-                failures.append(f"full-frame {metric} {held['pvp'][metric]:.4g} <= {baseline} {held[baseline][metric]:.4g}")
+                failures.append(f"full-frame {metric} {held['pvp'][metric]:.4g} <= "
+                                f"{baseline} {held[baseline][metric]:.4g}")
     return failures
 
 
@@ -207,7 +212,8 @@ def print_result(name: str, result: dict) -> None:
     print(f"\n== {name}: fit {fit['seconds'] / 60:.1f} min, peak {fit['peak_rss_mb']:.0f} MB")
     print(f"{'held-out':<26}{'PSNR':>8}{'SSIM':>8}{'PSNR e+m':>10}{'SSIM e+m':>10}")
     for method, v in result["held_out"].items():
-        print(f"{method:<26}{v['psnr']:>8.2f}{v['ssim']:>8.4f}{v['psnr_eyes_mouth']:>10.2f}{v['ssim_eyes_mouth']:>10.4f}")
+        print(f"{method:<26}{v['psnr']:>8.2f}{v['ssim']:>8.4f}"
+              f"{v['psnr_eyes_mouth']:>10.2f}{v['ssim_eyes_mouth']:>10.4f}")
     print("sweep scores (dB; PSNR in the channel's effect region, followed minus all-neutral):")
     print("  " + "  ".join(f"{c}:{s['score_db']:+.1f}" for c, s in result["sweeps"].items()))
     failures = verdict(result)

@@ -37,6 +37,7 @@ from pvp_runtime.fit.mapper_training import MapperStage  # noqa: E402
 from pvp_runtime.fit.prepared import PreparedClip  # noqa: E402
 from pvp_runtime.fit.projector import ProjectionStage  # noqa: E402
 from pvp_runtime.fit.pti import PTIStage  # noqa: E402
+from pvp_runtime.fit.frame_roll import FrameRoll  # noqa: E402
 from pvp_runtime.fit.scratch_prior import ScratchPriorStage  # noqa: E402
 from pvp_runtime.fit.synthetic import canonical_landmarks  # noqa: E402
 from pvp_runtime.model.pvp import MapperConfig, PVPModel  # noqa: E402
@@ -103,15 +104,21 @@ def bench_config(name: str, config: GeneratorConfig, steps: int, device) -> dict
     results["pti"] = time_stage(stage, steps, device)
     del tuned, stage
 
-    scratch = copy.deepcopy(PAPER.scratch)
-    stage = ScratchPriorStage(copy.deepcopy(generator), clip, pivots, lpips, scratch, 0, device)
+    def mappers():
+        model = PVPModel(MapperConfig(num_pivots=PIVOTS, num_expressions=50), config.num_ws, config.w_dim).to(device)
+        with torch.no_grad():
+            model.pivots.copy_(ws)
+        return model
+
+    scratch = copy.deepcopy(PAPER.scratch)  # joint mode: a pivot batch and a frame batch per step
+    stage = ScratchPriorStage(copy.deepcopy(generator), mappers(), FrameRoll(False), clip, channels,
+                              np.arange(FRAMES), pivots, layout, lpips, scratch, 0, device)
     results["scratch_prior"] = time_stage(stage, steps, device)
     del stage
 
-    model = PVPModel(MapperConfig(num_pivots=PIVOTS, num_expressions=50), config.num_ws, config.w_dim).to(device)
-    with torch.no_grad():
-        model.pivots.copy_(ws)
-    stage = MapperStage(generator, model, clip, channels, np.arange(FRAMES), layout, lpips, FitNetworks(),
+    model = mappers()
+    stage = MapperStage(generator, model, FrameRoll(False), clip, channels, np.arange(FRAMES), layout, lpips,
+                        FitNetworks(),
                         PAPER.mapper, PAPER.mask, tune_generator=False, seed=0, device=device)
     results["mapper"] = time_stage(stage, steps, device)
     return results

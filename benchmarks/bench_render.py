@@ -99,7 +99,8 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--quick", action="store_true", help="skip config-f 256 (a smoke run)")
     parser.add_argument("--half", action="store_true",
-                        help="CUDA: also run every row in half precision (Avatar half=True), against the fp16 conv floor")
+                        help="CUDA: also run every row in half precision (Avatar half=True), "
+                             "against the fp16 conv floor")
     parser.add_argument("--compare-allocator", action="store_true",
                         help="also run every row with the OS-default allocator behaviour, first")
     args = parser.parse_args(argv)

@@ -30,6 +30,8 @@ class PVPRigSettings(bpy.types.PropertyGroup):
     num_expressions: bpy.props.IntProperty(name="Expressions", default=50, min=1, max=400,
                                            description="Expression channels on this rig (from the subject)")
     subject_status: bpy.props.StringProperty(name="Subject status", options={"SKIP_SAVE"})
+    eyes_note: bpy.props.StringProperty(name="Eyes", options={"SKIP_SAVE"},
+                                        description="Why the eye channels do nothing on this subject, if they don't")
 
 
 class PVPSceneSettings(bpy.types.PropertyGroup):

@@ -31,6 +31,8 @@ BONE_LAYOUT = (
     ("eye.R", (-0.032, -0.075, 0.165), (-0.032, -0.095, 0.165), "neck"),
 )
 GROUPS = ("head", "neck", "jaw", "eyes", "expression")
+# A subject learns gaze only from a capture whose eyes moved; keyed eyes then change nothing.
+EYES_WITHOUT_EFFECT = "No effect on this subject (its capture had no gaze)"
 
 
 # --------------------------------------------------------------------------- building
@@ -135,7 +137,9 @@ def sync_subject(rig) -> str | None:
         summary = SESSION.subject(subject_file(rig))
     except PVPError as exc:
         rig.pvp_rig.subject_status = str(exc)
+        rig.pvp_rig.eyes_note = ""
         return str(exc)
+    rig.pvp_rig.eyes_note = "" if summary.gaze else EYES_WITHOUT_EFFECT
     if summary.layout.num_expressions != rig.pvp_rig.num_expressions:
         ensure_expression_properties(rig, summary.layout.num_expressions)
     rig.pvp_rig.subject_status = (f"{summary.name}: {summary.resolution} x {summary.resolution}, "

@@ -70,6 +70,8 @@ class _ChannelGroupPanel(PVPSidebar):
 
     def draw(self, context):
         rig = panel_rig(context)
+        if self.group == "eyes" and rig.pvp_rig.eyes_note:
+            self.layout.label(text=rig.pvp_rig.eyes_note, icon="INFO")
         col = self.layout.column(align=True)
         for bone_name in self.bones:
             pose_bone = rig.pose.bones.get(bone_name)

@@ -28,7 +28,6 @@ from .bundle import SubjectBundle, load_bundle, random_bundle
 from .contract.channels import ChannelLayout, frames_from_records, validate_frames
 from .contract.errors import PVPError
 from .imaging import generator_to_srgb, linear_to_srgb, srgb_to_linear, srgb_to_uint8, to_channels_last_numpy, unpremultiply
-
 from .model.stylegan2 import GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -69,6 +68,7 @@ class Avatar:
         self.generator = bundle.generator.to(self.device).eval().requires_grad_(False)
         self.model = bundle.model.to(self.device).eval().requires_grad_(False)
         self.layout: ChannelLayout = bundle.layout
+        self._told_about_eyes = False
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", half: bool = False) -> "Avatar":
@@ -102,6 +102,7 @@ class Avatar:
         if unknown:
             raise ValueError(f"unknown output kinds {sorted(unknown)}; choose from {OUTPUTS}")
         array = self.validate(frames, source)
+        self._tell_once_if_eyes_do_nothing(array, source)
         linear_parts, srgb_parts = [], []
         for start in range(0, len(array), max(1, batch_size)):
             linear, srgb8 = self._render_batch(array[start:start + batch_size], outputs)
@@ -109,6 +110,12 @@ class Avatar:
             srgb_parts.append(srgb8)
         join = lambda parts: np.concatenate(parts) if parts[0] is not None else None
         return RenderedFrames(linear=join(linear_parts), srgb8=join(srgb_parts))
+
+    def _tell_once_if_eyes_do_nothing(self, frames: np.ndarray, source: str) -> None:
+        if self.model.config.gaze or self._told_about_eyes or not np.any(frames[:, self.layout.slice("eyes")]):
+            return
+        self._told_about_eyes = True
+        log.warning("%s: the eye channels have no effect on subject %s (its capture had no gaze)", source, self.name)
 
     def _render_batch(self, frames: np.ndarray, outputs):
         inputs = self.model.inputs(frames, self.layout, self.device)

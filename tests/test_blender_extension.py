@@ -153,6 +153,7 @@ def scenario_a(shot):
         bpy.ops.pvp.add_head_rig(subject_path="//tiny.pvp")
         rig = bpy.context.object
         assert rig.pvp_rig.num_expressions == 10, rig.pvp_rig.subject_status
+        assert rig.pvp_rig.eyes_note.startswith("No effect on this subject")  # tiny.pvp learnt no gaze
         head, jaw, neck = (rig.pose.bones[n] for n in ("head", "jaw", "neck"))
         for frame, yaw, jaw_x, e0, e3 in ((1, 0.0, 0.0, 0.0, 1.5), (6, 0.6, 0.4, 2.0, -1.0)):
             head.rotation_euler[1] = yaw            # head bone is Euler XYZ: Y is yaw

@@ -240,7 +240,17 @@ def test_cli_scratch_fit_writes_report_sheet_and_bundle(files, tmp_path, capsys)
                                                          "nearest_pivot"}
     assert report["evaluation"]["held_out_frames"] == [12, 13, 14, 15] and report["evaluation"]["masked_by_matte"]
     for method in report["evaluation"]["summary"].values():
-        assert set(method) == {"psnr", "ssim", "lpips"} and all(np.isfinite(list(method.values())))
+        assert set(method) == {"psnr", "ssim", "lpips", "psnr_eyes_mouth", "ssim_eyes_mouth"}
+        assert all(np.isfinite(list(method.values())))
+    assert report["evaluation"]["eyes_mouth"] == "measured" and "PSNR e+m" in printed
+    # The control sheet: one row per channel that moved in the training clip.
+    control = report["control"]
+    assert control["file"] == "control_sheet.png" and {"head_yaw", "jaw_x"} <= set(control["sweeps"])
+    rows = cv2.imread(str(out / "control_sheet.png"))
+    assert rows.shape[0] == 32 * len(control["sweeps"])
+    # Aligned by landmarks: the roll is taken out of the crops, the default roll centre kept.
+    assert report["framing"]["roll"] == "taken out by the alignment"
+    assert report["stages"]["scratch_prior"]["mode"] == "joint"
     assert len(report["pivots"]["frames"]) == 3 and all(f < 12 for f in report["pivots"]["frames"])
     assert report["stages"]["mapper"]["tune_generator"] is True
     assert "consistency" in report["stages"]["mapper"]["losses"]
@@ -372,3 +382,30 @@ def test_help_documents_every_stage_and_option(capsys):
             assert action.help.split()[0] in text
     for word in ("--resume", "checkpoint", "Ctrl-C", "LPIPS", "RANDOM", "report.json", "contact_sheet.png"):
         assert word in text
+
+
+def test_pass_through_fit_learns_gaze_and_roll_and_says_it_has_no_eye_mouth_mask(tmp_path, capsys):
+    """An unseen capture as issue 10 describes it: pass-through crops showing their roll, no landmarks
+    or mattes, 50 expression channels of which few move, and eyes that look around."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("capture", Path(__file__).parents[1] / "scripts" /
+                                                  "make_synthetic_capture.py")
+    capture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capture)
+    capture.write_capture(tmp_path / "cap", num_frames=30, size=32, seed=2, gaze=True, num_expressions=50,
+                          landmarks=False, mattes=False)
+    out = tmp_path / "subject"
+    settings = ["fit", str(tmp_path / "cap" / "frames"), str(tmp_path / "cap" / "channels.csv"), "-o", str(out),
+                "--expressions", "50", "--device", "cpu", "--pivots", "3", "--held-out", "6", "--resolution", "32",
+                "--width", "16", "--scratch-steps", "6", "--mapper-steps", "0", "--seed", "1",
+                "--set", "lpips.net=\"alex\"", "--set", "scratch.lpips_weight=0"]
+    assert main(settings) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["evaluation"]["eyes_mouth"].startswith("no landmarks") and "no landmarks" in printed
+    assert report["framing"]["roll"].startswith("learnt")
+    bundle = load_bundle(out / "subject.pvp")
+    assert list(bundle.framing.roll_center) == pytest.approx(report["framing"]["roll_center"])
+    assert bundle.model.config.gaze is True
+    assert "eye_l_y" in report["control"]["sweeps"] and "expr_20" not in report["control"]["sweeps"]

@@ -24,7 +24,8 @@ from pvp_runtime.fit.mapper_training import MapperStage
 from pvp_runtime.fit.prepared import PreparedClip
 from pvp_runtime.fit.projector import ProjectionStage, noise_layers, noise_regularizer
 from pvp_runtime.fit.pti import PTIStage, locality_regularizer
-from pvp_runtime.fit.scratch_prior import ScratchPriorStage
+from pvp_runtime.fit.frame_roll import FrameRoll
+from pvp_runtime.fit.scratch_prior import ScratchPriorStage, cosine_rampdown, initial_codes
 from pvp_runtime.fit.synthetic import synthetic_clip
 from pvp_runtime.model.channel_estimate import ChannelEstimate
 from pvp_runtime.model.pvp import MapperConfig, MapperInputs, PVPModel
@@ -139,21 +140,56 @@ def test_locality_regulariser(clip, lpips):
     assert all(p.grad is None for p in original.parameters())
 
 
-def test_scratch_prior_fits_the_pivots(prepared, lpips):
+def _scratch_stage(clip, prepared, lpips, mode, frame_roll=None):
     from pvp_runtime.model.stylegan2 import Generator
 
     torch.manual_seed(0)
     generator = Generator(tiny_config(32, 16))
     config = FitConfig().scratch
-    config.steps, config.batch_size = 18, 3
+    config.steps, config.batch_size, config.mode = 18, 3, mode
     frames = np.array([0, 8, 16])
-    stage = ScratchPriorStage(generator, prepared, frames, lpips, config, seed=0, device="cpu")
+    model = PVPModel(MapperConfig(num_pivots=3, num_expressions=clip.layout.num_expressions, hidden=16),
+                     generator.num_ws, 16)
+    with torch.no_grad():
+        model.pivots.copy_(initial_codes(generator, 3, seed=0, device="cpu"))
+    stage = ScratchPriorStage(generator, model, frame_roll or FrameRoll(False), prepared, clip.channels,
+                              np.arange(18), frames, clip.layout, lpips, config, seed=0, device="cpu")
+    return stage, generator, model
+
+
+def test_scratch_prior_in_pivots_mode_fits_the_pivots(clip, prepared, lpips):
+    stage, generator, model = _scratch_stage(clip, prepared, lpips, "pivots")
+    mappers = copy.deepcopy(model.expression_mapper.state_dict())
     first = stage.step(0)
     for i in range(1, stage.total_steps):
         last = stage.step(i)
-    assert last["mse"] < 0.5 * first["mse"] and last["lpips"] < first["lpips"], (first, last)
+    assert last["pivot_mse"] < 0.5 * first["pivot_mse"] and last["lpips"] < first["lpips"], (first, last)
     assert stage.pivots_ws().shape == (3, generator.num_ws, 16)
     assert not torch.equal(stage.pivots_ws()[0], stage.pivots_ws()[1])
+    # The mappers are stage 2's in this mode.
+    assert all(torch.equal(v, model.expression_mapper.state_dict()[k]) for k, v in mappers.items())
+
+
+def test_joint_scratch_prior_trains_generator_codes_and_mappers_on_every_frame(clip, prepared, lpips):
+    stage, generator, model = _scratch_stage(clip, prepared, lpips, "joint")
+    pose, expression = (copy.deepcopy(m.state_dict()) for m in (model.pose_mapper, model.expression_mapper))
+    pivots = model.pivots.detach().clone()
+    records = [stage.step(i) for i in range(stage.total_steps)]
+    # Both terms are optimised: the frames through the mappers, the pivots through their codes.
+    assert np.mean([r["mse"] for r in records[-4:]]) < 0.6 * np.mean([r["mse"] for r in records[:4]]), records
+    assert records[-1]["pivot_mse"] < records[0]["pivot_mse"]
+    for before, module in ((pose, model.pose_mapper), (expression, model.expression_mapper)):
+        assert any(not torch.equal(v, module.state_dict()[k]) for k, v in before.items()), "a mapper did not train"
+    assert not torch.equal(pivots, model.pivots.detach())
+    stage.finish()
+    assert not any(p.requires_grad for p in (*generator.parameters(), *model.parameters()))
+
+
+def test_learning_rates_ramp_down_to_zero_at_the_last_step():
+    assert cosine_rampdown(0, 100, 0.3) == 1.0 and cosine_rampdown(69, 100, 0.3) == 1.0
+    assert 0.0 < cosine_rampdown(85, 100, 0.3) < 1.0
+    assert cosine_rampdown(100, 100, 0.3) == pytest.approx(0.0)
+    assert cosine_rampdown(50, 100, 0.0) == 1.0
 
 
 # --------------------------------------------------------------------------- stage 2
@@ -234,7 +270,8 @@ def _mapper_stage(clip, prepared, lpips, networks=FitNetworks(), **overrides):
     model = PVPModel(MapperConfig(num_pivots=6, num_expressions=6), generator.num_ws, 32)
     with torch.no_grad():
         model.pivots.copy_(clip.subject.model.pivots)
-    stage = MapperStage(generator, model, prepared, clip.channels, np.arange(18), clip.layout, lpips, networks,
+    stage = MapperStage(generator, model, FrameRoll(False), prepared, clip.channels, np.arange(18), clip.layout, lpips,
+                        networks,
                         config.mapper, config.mask, tune_generator=False, seed=0, device="cpu")
     return stage, generator, model
 

@@ -33,6 +33,9 @@ def run(args) -> int:
         f"mapping {g['mapping_layers']} layers",
         f"pivots         {manifest['num_pivots']}",
         f"expressions    {manifest['num_expressions']}",
+        "gaze           " + ("the eye channels drive it" if manifest["mappers"].get("gaze") is True
+                             else "none: the eye channels have no effect (its capture had no gaze)"),
+        f"roll centre    {manifest.get('framing', {}).get('roll_center')}",
         f"channels       {len(manifest['channels']['names'])}",
     ]
     for key in sorted(provenance):

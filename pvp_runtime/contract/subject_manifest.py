@@ -189,6 +189,7 @@ class SubjectSummary:
     resolution: int
     layout: ChannelLayout
     channel_stats: ChannelStats
+    gaze: bool = False  # do the eye channels drive this subject?  (only if its capture had gaze)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "SubjectSummary":
@@ -197,6 +198,7 @@ class SubjectSummary:
             layout = ChannelLayout(int(manifest["mappers"]["num_expressions"]))
             stats = ChannelStats.from_dict(manifest["channel_stats"], layout.size)
             resolution = int(manifest["generator"]["resolution"])
-        except (KeyError, TypeError, ValueError, ChannelError) as exc:
+            gaze = manifest["mappers"].get("gaze", False) is True
+        except (KeyError, TypeError, ValueError, AttributeError, ChannelError) as exc:
             raise BundleError(f"{path}: corrupt bundle, invalid manifest ({exc})") from None
-        return cls(str(path), str(manifest.get("name", Path(path).stem)), resolution, layout, stats)
+        return cls(str(path), str(manifest.get("name", Path(path).stem)), resolution, layout, stats, gaze)

@@ -247,7 +247,8 @@ class FitConfig:
         need(s.mode in SCRATCH_MODES, "scratch.mode", f"must be one of {', '.join(SCRATCH_MODES)}")
         need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
-        for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr", "mapper.lr",
+        for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr",
+                    "mapper.lr",
                     "mapper.generator_lr", "checkpoint.every_seconds", "mask.sigma"):
             need(_lookup(self, key) > 0, key, "must be > 0")
         for key in ("pti.lpips_weight", "pti.l2_weight", "pti.locality_weight", "pti.locality_l2_weight",

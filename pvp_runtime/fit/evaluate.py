@@ -39,6 +39,7 @@ from ..model.pvp import MapperInputs, PVPModel
 from ..model.stylegan2 import Generator
 from .config import MaskConfig
 from .data import Split
+from .frame_roll import FrameRoll
 from .lpips import LPIPS
 from .metrics import frame_metrics
 from .masks import batch_masks
@@ -80,17 +81,27 @@ class Evaluation:
 
 @torch.no_grad()
 def render_channels(generator: Generator, model: PVPModel, channels: np.ndarray, layout: ChannelLayout,
-                    device) -> torch.Tensor:
+                    device, frame_roll: FrameRoll | None = None) -> torch.Tensor:
+    """sRGB renders in [0, 1]; with ``frame_roll`` (pass-through crops) rolled as the frames are."""
     inputs = model.inputs(channels, layout, device)
     ws, _ = model(inputs)
-    return generator_to_srgb(generator.synthesis(ws, noise_mode="const"))
+    return as_shown(generator.synthesis(ws, noise_mode="const"), inputs.roll, frame_roll)
+
+
+def as_shown(images: torch.Tensor, roll: torch.Tensor, frame_roll: FrameRoll | None) -> torch.Tensor:
+    """Generator output -> sRGB in [0, 1], rolled like the frames when they show roll."""
+    if frame_roll is not None and frame_roll.shows_roll:
+        rolled, coverage = frame_roll(images, roll)
+        # Outside the rolled crop the runtime shows transparency; here, the generator's black.
+        images = rolled - (1 - coverage)
+    return generator_to_srgb(images)
 
 
 @torch.no_grad()
 def evaluate_held_out(generator: Generator, model: PVPModel, clip: PreparedClip, channels: np.ndarray,
                       layout: ChannelLayout, split: Split, pivot_frames: np.ndarray, lpips: LPIPS | None,
                       device, batch_size: int = 8, region_landmarks: np.ndarray | None = None,
-                      mask_config: MaskConfig = MaskConfig()) -> Evaluation:
+                      mask_config: MaskConfig = MaskConfig(), frame_roll: FrameRoll | None = None) -> Evaluation:
     """``region_landmarks`` (crop pixels at the clip's resolution, one set per frame) default to the
     clip's own; a benchmark with ground truth may pass them for a capture fitted without."""
     generator.eval()
@@ -110,11 +121,12 @@ def evaluate_held_out(generator: Generator, model: PVPModel, clip: PreparedClip,
         matte = clip.matte_tensor(frames, device)
         region = None if landmarks is None else torch.from_numpy(
             batch_masks(landmarks[frames], clip.resolution, clip.resolution, mask_config)).to(device)
-        fit = render_channels(generator, model, channels[frames], layout, device)
+        fit = render_channels(generator, model, channels[frames], layout, device, frame_roll)
         retrieval = (clip.images(nearest_train[chunk], device) + 1) / 2
         pose_retrieval = (clip.images(nearest_pose[chunk], device) + 1) / 2
         slots = torch.as_tensor([pivot_slot[int(f)] for f in nearest_pivot[chunk]], device=device)
-        pivot = generator_to_srgb(generator.synthesis(model.pivots[slots], noise_mode="const"))
+        pivot = as_shown(generator.synthesis(model.pivots[slots], noise_mode="const"),
+                         model.inputs(channels[frames], layout, device).roll, frame_roll)
         for method, image in zip(METHODS, (fit, retrieval, pose_retrieval, pivot)):
             for metric, values in frame_metrics(image, truth, lpips, matte, region).items():
                 per_frame[method].setdefault(metric, []).append(values.cpu().numpy())

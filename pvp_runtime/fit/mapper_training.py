@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..contract.channels import ChannelLayout
 from ..model.pvp import MapperInputs, PVPModel
@@ -29,6 +28,7 @@ from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import MapperTrainingConfig, MaskConfig
 from .encoders import FitNetworks
+from .frame_roll import FrameRoll, covered_mse
 from .losses import (expression_matching_loss, identity_loss, latent_regularizer, masked_consistency_loss,
                      perturb_expression, pose_consistency_loss)
 from .lpips import LPIPS, area_downsample
@@ -42,11 +42,13 @@ from .stage import TrainingStage
 class MapperStage(TrainingStage):
     name = "mapper"
 
-    def __init__(self, generator: Generator, model: PVPModel, clip: PreparedClip, channels: np.ndarray,
+    def __init__(self, generator: Generator, model: PVPModel, frame_roll: FrameRoll, clip: PreparedClip,
+                 channels: np.ndarray,
                  train_frames: np.ndarray, layout: ChannelLayout, lpips: LPIPS, networks: FitNetworks,
                  config: MapperTrainingConfig, mask_config: MaskConfig, tune_generator: bool, seed: int, device):
         self.generator = generator
         self.model = model
+        self.frame_roll = frame_roll
         self.clip = clip
         self.channels = np.asarray(channels, dtype=np.float32)
         self.train_frames = np.asarray(train_frames)
@@ -69,6 +71,7 @@ class MapperStage(TrainingStage):
         if tune_generator:
             weights = [p.requires_grad_(True) for p in generator.synthesis.parameters()]
             groups.append({"params": weights, "lr": config.generator_lr})
+        groups += frame_roll.parameter_groups()
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999))
         self.loss_resolution = min(config.loss_resolution or clip.resolution, clip.resolution)
         self.use_consistency = clip.landmarks is not None and config.consistency_weight > 0
@@ -96,8 +99,10 @@ class MapperStage(TrainingStage):
         images, terms = self.render(inputs)
         targets = self.clip.images(frames, self.device)
         size = self.loss_resolution
-        small, small_targets = area_downsample(images, size), area_downsample(targets, size)
-        losses = {"mse": F.mse_loss(small, small_targets),
+        rolled, coverage = self.frame_roll(images, inputs.roll)
+        small, small_targets = area_downsample(rolled, size), area_downsample(targets, size)
+        small_coverage = None if coverage is None else area_downsample(coverage, size)
+        losses = {"mse": covered_mse(small, small_targets, small_coverage),
                   "regularizer": latent_regularizer(terms["delta"], terms["residual"])}
         total = config.mse_weight * losses["mse"] + config.regularizer_weight * losses["regularizer"]
         if config.lpips_weight > 0:  # a weight of 0 also skips the network (the costliest loss on a CPU)
@@ -132,6 +137,7 @@ class MapperStage(TrainingStage):
         for layer in noise_layers(self.generator):
             layer.noise_const.requires_grad_(False)
         self.model.requires_grad_(False)
+        self.frame_roll.requires_grad_(False)
 
     def state(self):
         tensors, optimizer_meta = optimizer_tensors(self.optimizer, "optimizer")

@@ -47,6 +47,7 @@ from .config import FitConfig
 from .data import FitInputs, inspect_inputs
 from .encoders import FitNetworks
 from .control import control_sheet, moved, sweeps
+from .frame_roll import FrameRoll
 from .evaluate import Evaluation, evaluate_held_out, evaluation_sheet, render_channels
 from .lpips import LPIPS, backbone_file, load_lpips
 from .mapper_training import MapperStage
@@ -198,6 +199,7 @@ class FitRun:
         self.generator: Generator | None = None
         self.pivots_ws: torch.Tensor | None = None
         self.model: PVPModel | None = None
+        self.frame_roll: FrameRoll | None = None
         self.pivot_choice: dict | None = None
         self._lpips: dict[str, LPIPS] = {}
 
@@ -301,6 +303,14 @@ class FitRun:
         self.model = model
         return model
 
+    def _build_frame_roll(self, clip: PreparedClip) -> FrameRoll:
+        """Pass-through crops show the head's roll; the renders are rolled like them (frame_roll.py)."""
+        if self.frame_roll is None:
+            self.frame_roll = FrameRoll(shows_roll=clip.landmarks is None).to(self.device)
+            if any(k.startswith("frame_roll.") for k in self.tensors):
+                load_module(self.frame_roll, self.tensors, "frame_roll", str(self.work / CHECKPOINT))
+        return self.frame_roll
+
     def capture_has_gaze(self) -> bool:
         """Do the eyes move in the training clip?  Only then can the mappers learn gaze."""
         return moved(self.inputs.channels[self.inputs.split.train], self.layout.slice("eyes"))
@@ -313,6 +323,8 @@ class FitRun:
             tensors["pivots"] = self.pivots_ws
         if self.model is not None:
             tensors.update(module_tensors(self.model, "model"))
+        if self.frame_roll is not None:
+            tensors.update(module_tensors(self.frame_roll, "frame_roll"))
         self.meta["current"] = None
         if current is not None:
             name, step, stage = current
@@ -435,7 +447,8 @@ class FitRun:
         if self.pivots_ws is None:
             self.pivots_ws = initial_codes(self.generator, len(pivot_frames), self.config.seed, self.device)
         model = self._build_model()
-        stage = ScratchPriorStage(self.generator, model, clip, self.inputs.channels, self.inputs.split.train,
+        stage = ScratchPriorStage(self.generator, model, self._build_frame_roll(clip), clip, self.inputs.channels,
+                                  self.inputs.split.train,
                                   pivot_frames, self.layout, self.lpips("train"), self.config.scratch,
                                   self.config.seed, self.device)
         log.info("scratch prior (%s): %s", self.config.scratch.mode,
@@ -454,7 +467,8 @@ class FitRun:
         self.model = self._build_model()
         if self._done("mapper"):
             return
-        stage = MapperStage(self.generator, self.model, clip, self.inputs.channels, self.inputs.split.train,
+        stage = MapperStage(self.generator, self.model, self._build_frame_roll(clip), clip, self.inputs.channels,
+                            self.inputs.split.train,
                             self.layout, self.lpips("train"), self.networks, self.config.mapper, self.config.mask,
                             self.tune_generator(), self.config.seed, self.device)
         log.info("mapper losses: %s; generator %s", ", ".join(stage.active_losses()),
@@ -474,7 +488,8 @@ class FitRun:
         self.model.eval().requires_grad_(False)
         evaluation = evaluate_held_out(self.generator, self.model, clip, self.inputs.channels, self.layout,
                                        self.inputs.split, pivot_frames, self.lpips("eval"), self.device,
-                                       self.config.eval.batch_size, mask_config=self.config.mask)
+                                       self.config.eval.batch_size, mask_config=self.config.mask,
+                                       frame_roll=self._build_frame_roll(clip))
         self.meta["timings"]["evaluate"] = time.monotonic() - began
         report = self.report(evaluation, clip)
         if self.config.eval.contact_sheet_frames > 0:
@@ -486,7 +501,7 @@ class FitRun:
             np.savez(alignment_tmp, frame_to_crop=np.asarray(clip.transforms),
                      **({"crop_landmarks": np.asarray(clip.landmarks)} if clip.landmarks is not None else {}))
         bundle = SubjectBundle(
-            name=self.request.name, generator=self.generator, model=self.model,
+            name=self.request.name, generator=self.generator, model=self.model, framing=self.frame_roll.framing(),
             channel_stats=ChannelStats.of(self.inputs.channels[self.inputs.split.train]),
             provenance=default_provenance("pvp fit", fit={
                 "prior": self.request.prior, "config": self.config.to_dict(), "inputs": self.inputs.describe(),
@@ -505,7 +520,8 @@ class FitRun:
         all_sweeps = sweeps(train, self.layout)
         if not all_sweeps:
             return {"file": None, "note": "no channel moved in the training clip: nothing to sweep"}
-        renders = [srgb_to_uint8(render_channels(self.generator, self.model, sweep.frames, self.layout, self.device))
+        renders = [srgb_to_uint8(render_channels(self.generator, self.model, sweep.frames, self.layout, self.device,
+                                                   self.frame_roll))
                    .permute(0, 2, 3, 1).cpu().numpy() for sweep in all_sweeps]
         with replacing(self.out_dir / CONTROL_SHEET) as sheet_tmp:
             write_png(sheet_tmp, control_sheet(all_sweeps, renders))
@@ -530,6 +546,9 @@ class FitRun:
                           "file": ALIGNMENT, "roll_removed_deg": {"mean": float(np.mean(rolls)),
                                                                   "max_abs": float(np.max(np.abs(rolls)))}},
             "pivots": self.pivot_choice,
+            "framing": {"roll_center": list(self.frame_roll.framing().roll_center),
+                        "roll": "learnt: the frames show the head's roll (pass-through crops)"
+                        if self.frame_roll.shows_roll else "taken out by the alignment"},
             "stages": {name: {"seconds": self.meta["timings"].get(name),
                               "steps": self.meta["timings"].get(name + "_steps"),
                               **self.meta["results"].get(name, {}),

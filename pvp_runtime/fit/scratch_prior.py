@@ -36,13 +36,13 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..contract.channels import ChannelLayout
 from ..model.pvp import PVPModel
 from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
+from .frame_roll import FrameRoll, covered_mse
 from .lpips import LPIPS, area_downsample
 from .prepared import PreparedClip
 from .pti import epoch_batch
@@ -71,11 +71,12 @@ def cosine_rampdown(step: int, total: int, fraction: float) -> float:
 class ScratchPriorStage(TrainingStage):
     name = "scratch_prior"
 
-    def __init__(self, generator: Generator, model: PVPModel, clip: PreparedClip, channels: np.ndarray,
-                 train_frames: np.ndarray, pivot_frames: np.ndarray, layout: ChannelLayout, lpips: LPIPS,
-                 config: ScratchPriorConfig, seed: int, device):
+    def __init__(self, generator: Generator, model: PVPModel, frame_roll: FrameRoll, clip: PreparedClip,
+                 channels: np.ndarray, train_frames: np.ndarray, pivot_frames: np.ndarray, layout: ChannelLayout,
+                 lpips: LPIPS, config: ScratchPriorConfig, seed: int, device):
         self.generator = generator
         self.model = model
+        self.frame_roll = frame_roll
         self.clip = clip
         self.channels = np.asarray(channels, np.float32)
         self.train_frames = np.asarray(train_frames)
@@ -96,6 +97,7 @@ class ScratchPriorStage(TrainingStage):
             mappers = [p.requires_grad_(True) for module in (model.pose_mapper, model.expression_mapper)
                        for p in module.parameters()]
             groups.append({"params": mappers, "lr": config.mapper_lr})
+        groups += frame_roll.parameter_groups()
         for group in groups:
             group["initial_lr"] = group["lr"]
         self.optimizer = torch.optim.Adam(groups, betas=(0.0, 0.99))
@@ -109,10 +111,12 @@ class ScratchPriorStage(TrainingStage):
     def converged(self) -> bool:
         return self._converged
 
-    def _image_loss(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
-        small, small_targets = area_downsample(images, self.loss_resolution), area_downsample(targets,
-                                                                                             self.loss_resolution)
-        mse = F.mse_loss(small, small_targets)
+    def _image_loss(self, images: torch.Tensor, targets: torch.Tensor,
+                    roll: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+        images, coverage = self.frame_roll(images, roll)
+        size = self.loss_resolution
+        small, small_targets = area_downsample(images, size), area_downsample(targets, size)
+        mse = covered_mse(small, small_targets, None if coverage is None else area_downsample(coverage, size))
         loss = self.config.l2_weight * mse
         # LPIPS is skipped when nothing uses it: no weight and no stopping threshold.
         distance = None
@@ -123,18 +127,21 @@ class ScratchPriorStage(TrainingStage):
 
     def _pivot_batch(self, index: int) -> tuple[torch.Tensor, dict, torch.Tensor | None, bool]:
         chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
+        frames = self.pivot_frames[chosen]
         images = self.generator.synthesis(self.model.pivots[torch.as_tensor(chosen, device=self.device)],
                                           noise_mode="const")
-        loss, losses, distance = self._image_loss(images, self.clip.images(self.pivot_frames[chosen], self.device))
+        roll = self.model.inputs(self.channels[frames], self.layout, self.device).roll
+        loss, losses, distance = self._image_loss(images, self.clip.images(frames, self.device), roll)
         return loss, losses, distance, ends_epoch
 
     def _frame_batch(self, index: int) -> tuple[torch.Tensor, dict]:
         gen = step_generator(self.seed, self.name, index)
         frames = self.train_frames[torch.randint(len(self.train_frames), (self.config.batch_size,),
                                                  generator=gen).numpy()]
-        ws, _ = self.model(self.model.inputs(self.channels[frames], self.layout, self.device))
+        inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
+        ws, _ = self.model(inputs)
         images = self.generator.synthesis(ws, noise_mode="const")
-        loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device))
+        loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll)
         return loss, losses
 
     def step(self, index: int) -> dict[str, float]:
@@ -168,6 +175,7 @@ class ScratchPriorStage(TrainingStage):
     def finish(self) -> None:
         self.generator.requires_grad_(False)
         self.model.requires_grad_(False)
+        self.frame_roll.requires_grad_(False)
 
     def state(self):
         tensors, optimizer_meta = optimizer_tensors(self.optimizer, "optimizer")
