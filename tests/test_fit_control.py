@@ -207,3 +207,31 @@ def test_a_subject_without_gaze_says_once_that_keyed_eyes_do_nothing(tmp_path, c
         avatar.render(frames, outputs=("srgb8",))
     assert caplog.text.count("the eye channels have no effect on subject") == 1
     assert main(["info", str(path)]) == 0
+
+
+def test_standardized_mappers_see_every_channel_in_the_clip_s_own_units(tmp_path):
+    train = _training_channels()
+    config = MapperConfig(num_pivots=3, num_expressions=6, hidden=8, standardized=True)
+    torch.manual_seed(0)
+    model = PVPModel(config, 6, 8)
+    model.standardize_like(train, LAYOUT)
+    raw = model.inputs(train, LAYOUT).jaw_expression
+    jaw = 0  # jaw_x: a few tenths of a radian become unit variance; never-moving channels keep scale 1
+    assert model.expression_input_scale[jaw] == pytest.approx(1 / raw[:, jaw].std().item(), rel=1e-5)
+    assert model.expression_input_scale[1].item() == 1.0 and model.expression_input_scale[3 + 0].item() == 1.0
+    # The same mapper on standardised inputs, computed by hand.
+    plain = PVPModel(MapperConfig(num_pivots=3, num_expressions=6, hidden=8), 6, 8)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("expression_input")})
+    with torch.no_grad():
+        for mlp in (*model.expression_mapper.layers, *plain.expression_mapper.layers):
+            mlp[2].weight.fill_(0.1)
+    inputs = model.inputs(train[:4], LAYOUT)
+    scaled = (inputs.jaw_expression - model.expression_input_mean) * model.expression_input_scale
+    expected, _ = plain(type(inputs)(inputs.pitch_yaw, scaled, inputs.roll))
+    torch.testing.assert_close(model(inputs)[0], expected)
+    # The statistics travel with the bundle.
+    bundle = random_bundle(tiny_config(32, 16), num_pivots=3, num_expressions=6, seed=0)
+    bundle.model = PVPModel(config, bundle.generator.num_ws, 16)
+    bundle.model.standardize_like(train, LAYOUT)
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "standardized.pvp")).model
+    torch.testing.assert_close(loaded.expression_input_scale, bundle.model.expression_input_scale)

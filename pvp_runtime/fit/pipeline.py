@@ -294,10 +294,13 @@ class FitRun:
         torch.manual_seed(derived_seed(self.config.seed, "mapper-init"))
         model = PVPModel(ModelMapperConfig(num_pivots=len(self.pivots_ws), num_expressions=self.layout.num_expressions,
                                            hidden=m.hidden, beta=m.beta, expression_layers=m.expression_layers,
-                                           gaze=self.capture_has_gaze()),
+                                           gaze=self.capture_has_gaze(), standardized=True),
                          g.num_ws, g.w_dim).to(self.device)
         with torch.no_grad():
             model.pivots.copy_(self.pivots_ws)
+        model.standardize_like(self.inputs.channels[self.inputs.split.train], self.layout)
+        log.info("mappers: %s", "gaze learnt from the capture's eye channels" if model.config.gaze else
+                 "the capture's eyes did not move: the eye channels will have no effect on this subject")
         if any(k.startswith("model.") for k in self.tensors):
             load_module(model, self.tensors, "model", str(self.work / CHECKPOINT))
         self.model = model

@@ -13,7 +13,10 @@ import torch
 from torch import nn
 
 from ..contract.channels import ChannelLayout, effective_head_angles
-from .mappers import DEFAULT_BETA, DEFAULT_EXPRESSION_LAYERS, DEFAULT_HIDDEN, ExpressionMapper, PoseMapper
+from .mappers import (DEFAULT_BETA, DEFAULT_EXPRESSION_LAYERS, DEFAULT_HIDDEN, GAZE_INPUTS, JAW_INPUTS,
+                      ExpressionMapper, PoseMapper)
+
+STANDARDIZE_MIN_STD = 1e-4
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class MapperConfig:
     beta: float = DEFAULT_BETA
     expression_layers: int = DEFAULT_EXPRESSION_LAYERS
     gaze: bool = False  # the expression mapper also reads the eye channels (fitted on a capture with gaze)
+    # The expression mapper sees its inputs standardised by the training clip's statistics (stored
+    # with the model): a 0.4 rad jaw and a 2-unit smile then move it equally fast (our addition).
+    standardized: bool = False
 
     def __post_init__(self):
         if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
@@ -66,6 +72,20 @@ class PVPModel(nn.Module):
         self.pose_mapper = PoseMapper(config.num_pivots, config.hidden, config.beta)
         self.expression_mapper = ExpressionMapper(config.num_expressions, w_dim, self.expression_layers,
                                                   config.hidden, config.gaze)
+        if config.standardized:
+            inputs = JAW_INPUTS + config.num_expressions + (GAZE_INPUTS if config.gaze else 0)
+            self.register_buffer("expression_input_mean", torch.zeros(inputs))
+            self.register_buffer("expression_input_scale", torch.ones(inputs))
+
+    @torch.no_grad()
+    def standardize_like(self, frames: np.ndarray, layout: ChannelLayout) -> None:
+        """Take the expression mapper's input statistics from these (training) frames; a channel
+        that never moved keeps scale 1 (nothing to learn about it, nothing to amplify)."""
+        values = self.inputs(frames, layout).jaw_expression
+        std = values.std(dim=0)
+        self.expression_input_mean.copy_(values.mean(dim=0))
+        self.expression_input_scale.copy_(torch.where(std > STANDARDIZE_MIN_STD, 1.0 / std.clamp(min=1e-12),
+                                                      torch.ones_like(std)))
 
     def inputs(self, frames: np.ndarray, layout: ChannelLayout, device="cpu") -> MapperInputs:
         """What this model's mappers read of ``frames`` (the eyes only for a gaze subject)."""
@@ -75,6 +95,9 @@ class PVPModel(nn.Module):
         """Returns W+ [B, num_ws, w_dim] and the terms the latent regulariser needs."""
         weights, residual = self.pose_mapper(inputs.pitch_yaw)
         w_pose = torch.einsum("bn,nlc->blc", weights, self.pivots)
-        delta = self.expression_mapper(inputs.jaw_expression)
+        jaw_expression = inputs.jaw_expression
+        if self.config.standardized:
+            jaw_expression = (jaw_expression - self.expression_input_mean) * self.expression_input_scale
+        delta = self.expression_mapper(jaw_expression)
         ws = torch.cat([w_pose[:, :self.expression_layers] + delta, w_pose[:, self.expression_layers:]], dim=1)
         return ws, {"weights": weights, "residual": residual, "delta": delta}
