@@ -10,7 +10,9 @@ Rendering is the mappers plus one synthesis pass per frame, under
 channels give bit-identical pixels on the same device and batch size.  Head
 roll is applied after synthesis as a 2D rotation of the aligned crop (the
 mappers never see roll, as in the paper); pixels rotated in from outside the
-crop get alpha 0.  Alpha is otherwise 1 until subjects carry a matte.
+crop get alpha 0.  Alpha is otherwise 1 until subjects carry a matte.  A subject's appearance edits
+are channels too (``edit_<name>``, after the rig channels), added to W+ after the mappers
+(``model/edits.py``); at strength 0 a frame renders exactly as without the edit.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class Avatar:
     def _render_batch(self, frames: np.ndarray, outputs):
         inputs = self.model.inputs(frames, self.layout, self.device)
         ws, _ = self.model(inputs)
+        ws = self.bundle.edits.apply(ws, frames[:, self.layout.slice("edit")])  # after the mappers
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
             img = self.generator.synthesis(ws, noise_mode="const")
         srgb = generator_to_srgb(img)

@@ -8,6 +8,8 @@ A bundle is a zip archive (stored, not compressed) with three members:
 ``generator.safetensors``  the personalized StyleGAN2 generator (names as in
                            :mod:`pvp_runtime.model.stylegan2`).
 ``mappers.safetensors``    ``pivots`` [N, num_ws, w_dim] and the pose/expression mappers.
+``edits.safetensors``      only when the subject carries appearance edits: one unit ``[w_dim]``
+                           direction per edit (manifest ``"edits"``, ``contract/edits.py``).
 
 No member is ever unpickled.  Loading refuses, before reading or building
 anything, a manifest number outside its sane range, a member compressed other
@@ -36,12 +38,14 @@ from safetensors.torch import save as save_safetensors
 from . import __version__
 from .contract.atomic_files import replacing
 from .contract.channels import ChannelLayout, ChannelStats
+from .contract.edits import EDITS_FILE, layout_of, num_ws_of, specs_from_manifest
 from .contract.errors import BundleError, PVPError
 # The manifest layer is torch-free and lives in the contract, which the Blender extension ships.
 from .contract.subject_manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, read_subject_manifest
 from .contract.subject_manifest import check_manifest as _manifest
 from .contract.subject_manifest import open_archive as _open_archive
 from .contract.subject_manifest import read_member as _read_member
+from .model.edits import EditDirections
 from .model.pvp import MapperConfig, PVPModel
 from .model.stylegan2 import Generator, GeneratorConfig
 
@@ -76,10 +80,11 @@ class SubjectBundle:
     channel_stats: ChannelStats
     framing: Framing = field(default_factory=Framing)
     provenance: dict = field(default_factory=dict)
+    edits: EditDirections = field(default_factory=EditDirections)
 
     @property
     def layout(self) -> ChannelLayout:
-        return ChannelLayout(self.model.config.num_expressions)
+        return layout_of(self.model.config.num_expressions, self.edits.specs)
 
     @property
     def resolution(self) -> int:
@@ -102,6 +107,7 @@ class SubjectBundle:
             "channel_stats": self.channel_stats.to_dict(),
             "framing": self.framing.to_dict(),
             "provenance": self.provenance,
+            **({"edits": [spec.to_dict() for spec in self.edits.specs]} if len(self.edits) else {}),
         }
 
 
@@ -124,6 +130,8 @@ def save_bundle(bundle: SubjectBundle, path: str | os.PathLike) -> Path:
     if not path.parent.exists():
         raise BundleError(f"{path.parent}: output directory does not exist")
     members = {GENERATOR_FILE: _state_bytes(bundle.generator), MAPPERS_FILE: _state_bytes(bundle.model)}
+    if len(bundle.edits):
+        members[EDITS_FILE] = save_safetensors(bundle.edits.state())
     manifest = bundle.manifest()
     manifest["tensor_files"] = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
     with replacing(path) as tmp:
@@ -178,8 +186,8 @@ def load_bundle(path: str | os.PathLike) -> SubjectBundle:
         try:
             generator_config = GeneratorConfig.from_dict(manifest["generator"])
             mapper_config = MapperConfig.from_dict(manifest["mappers"])
-            layout = ChannelLayout(mapper_config.num_expressions)
-            stats = ChannelStats.from_dict(manifest["channel_stats"], layout.size)
+            stats = ChannelStats.from_dict(manifest["channel_stats"], ChannelLayout(mapper_config.num_expressions).rig_size)
+            edit_specs = specs_from_manifest(manifest, num_ws_of(generator_config.resolution), path)
         except (TypeError, ValueError, KeyError, AttributeError, PVPError) as exc:
             raise BundleError(f"{path}: corrupt bundle, invalid manifest ({exc})") from None
         generator = Generator(generator_config)
@@ -190,11 +198,34 @@ def load_bundle(path: str | os.PathLike) -> SubjectBundle:
                 raise BundleError(f"{path}: corrupt bundle, manifest lists no checksum for {name}")
             state = _load_state(archive, name, path, module.state_dict(), digests[name])
             module.load_state_dict(state)
+        edits = _load_edits(archive, path, edit_specs, generator_config.w_dim, digests)
     generator.eval().requires_grad_(False)
     model.eval().requires_grad_(False)
     return SubjectBundle(name=str(manifest.get("name", path.stem)), generator=generator, model=model,
                          channel_stats=stats, framing=Framing.from_dict(manifest.get("framing", {})),
-                         provenance=dict(manifest.get("provenance", {})))
+                         provenance=dict(manifest.get("provenance", {})), edits=edits)
+
+
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def _load_edits(archive, path: Path, specs, w_dim: int, digests: dict) -> EditDirections:
+    """The edit directions the manifest lists: exactly those tensors, ``[w_dim]``, unit length."""
+    if not specs:
+        if EDITS_FILE in digests or EDITS_FILE in archive.namelist():
+            raise BundleError(f"{path}: corrupt bundle, {EDITS_FILE} is present but the manifest lists no edits")
+        return EditDirections()
+    if EDITS_FILE not in digests:
+        raise BundleError(f"{path}: corrupt bundle, manifest lists no checksum for {EDITS_FILE}")
+    expected = {spec.name: torch.zeros(w_dim) for spec in specs}
+    state = _load_state(archive, EDITS_FILE, path, expected, digests[EDITS_FILE])
+    vectors = torch.stack([state[spec.name].float() for spec in specs])
+    norms = vectors.norm(dim=1)
+    for spec, norm in zip(specs, norms.tolist()):
+        if abs(norm - 1.0) > UNIT_NORM_TOLERANCE:
+            raise BundleError(f"{path}: corrupt bundle, edit direction '{spec.name}' has length {norm:.4g}, "
+                              "expected a unit vector")
+    return EditDirections(tuple(specs), vectors)
 
 
 def random_bundle(generator_config: GeneratorConfig, num_pivots: int = 8, num_expressions: int = 50,

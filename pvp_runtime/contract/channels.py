@@ -132,6 +132,41 @@ def expression_channels(num_expressions: int) -> tuple[ChannelSpec, ...]:
     )
 
 
+#: Appearance edits (GANSpace / InterFaceGAN directions a bundle carries) are channels too, named
+#: ``edit_<name>``, after every rig channel; a subject without edits has exactly the rig channels.
+EDIT_PREFIX = "edit_"
+EDIT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # the <name> part: lower-case, safe in any file format
+MAX_EDITS = 64
+
+
+@dataclass(frozen=True)
+class EditChannel:
+    """One edit direction as a channel: its name (without ``edit_``) and the strength range the
+    bundle declares sane, which is both its slider range and the limit past which it is refused."""
+
+    name: str
+    low: float = -3.0
+    high: float = 3.0
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not EDIT_NAME.fullmatch(self.name):
+            raise ChannelError(f"edit name {self.name!r} must be 1-32 characters: a lower-case letter, then "
+                               "lower-case letters, digits or '_'")
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                 for v in (self.low, self.high))
+        if not ok or not self.low < 0 < self.high:
+            raise ChannelError(f"edit '{self.name}': strength range [{self.low}, {self.high}] must be finite "
+                               "and hold 0 strictly inside")
+
+    @property
+    def channel(self) -> str:
+        return EDIT_PREFIX + self.name
+
+    def spec(self) -> ChannelSpec:
+        return ChannelSpec(self.channel, "edit", "strength", 0.0, float(self.low), float(self.high),
+                           float(self.low), float(self.high), f"appearance edit '{self.name}' (0: no edit)")
+
+
 @dataclass(frozen=True)
 class _LayoutTables:
     specs: tuple[ChannelSpec, ...]
@@ -142,11 +177,12 @@ class _LayoutTables:
 
 
 @functools.lru_cache(maxsize=None)
-def _layout_tables(num_expressions: int) -> _LayoutTables:
-    """The per-layout tables, built once per expression count.  The Blender engine reads the rig
-    (``layout.index`` per bone channel, ``validate_frames``) for every frame and prefetched frame;
-    rebuilding ~70 specs on each access cost milliseconds per frame."""
-    specs = HEAD_CHANNELS + NECK_CHANNELS + JAW_CHANNELS + expression_channels(num_expressions) + EYE_CHANNELS
+def _layout_tables(num_expressions: int, edits: tuple[EditChannel, ...] = ()) -> _LayoutTables:
+    """The per-layout tables, built once per expression count and edit list.  The Blender engine reads
+    the rig (``layout.index`` per bone channel, ``validate_frames``) for every frame and prefetched
+    frame; rebuilding ~70 specs on each access cost milliseconds per frame."""
+    specs = (HEAD_CHANNELS + NECK_CHANNELS + JAW_CHANNELS + expression_channels(num_expressions) + EYE_CHANNELS
+             + tuple(edit.spec() for edit in edits))
     names = tuple(spec.name for spec in specs)
     lows = np.array([spec.hard_min for spec in specs], dtype=np.float32)
     highs = np.array([spec.hard_max for spec in specs], dtype=np.float32)
@@ -157,18 +193,29 @@ def _layout_tables(num_expressions: int) -> _LayoutTables:
 
 @dataclass(frozen=True)
 class ChannelLayout:
-    """The ordered channel list of one subject (the expression count varies)."""
+    """The ordered channel list of one subject: the expression count varies, and a subject's
+    appearance edits (if any) follow the rig channels as ``edit_<name>``."""
 
     num_expressions: int = DEFAULT_NUM_EXPRESSIONS
+    edits: tuple[EditChannel, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.num_expressions, int) or not 1 <= self.num_expressions <= MAX_EXPRESSIONS:
             raise ChannelError(f"expression count must be an integer in 1..{MAX_EXPRESSIONS}, "
                                f"got {self.num_expressions!r}")
+        edits = tuple(self.edits)
+        if not all(isinstance(edit, EditChannel) for edit in edits):
+            raise ChannelError("edits must be EditChannel entries")
+        names = [edit.name for edit in edits]
+        if len(set(names)) != len(names):
+            raise ChannelError(f"edit names must be unique, got {names}")
+        if len(edits) > MAX_EDITS:
+            raise ChannelError(f"a subject holds at most {MAX_EDITS} edits, got {len(edits)}")
+        object.__setattr__(self, "edits", edits)
 
     @property
     def _tables(self) -> _LayoutTables:
-        return _layout_tables(self.num_expressions)
+        return _layout_tables(self.num_expressions, self.edits)
 
     @property
     def specs(self) -> tuple[ChannelSpec, ...]:
@@ -180,7 +227,20 @@ class ChannelLayout:
 
     @property
     def size(self) -> int:
+        return self.rig_size + len(self.edits)
+
+    @property
+    def rig_size(self) -> int:
+        """The rig channels alone (what a training clip and its channel statistics hold)."""
         return len(HEAD_CHANNELS) + len(NECK_CHANNELS) + len(JAW_CHANNELS) + self.num_expressions + len(EYE_CHANNELS)
+
+    @property
+    def edit_names(self) -> tuple[str, ...]:
+        """The edit channels' names (``edit_<name>``), in column order."""
+        return tuple(edit.channel for edit in self.edits)
+
+    def without_edits(self) -> "ChannelLayout":
+        return ChannelLayout(self.num_expressions) if self.edits else self
 
     def index(self, name: str) -> int:
         try:
@@ -194,7 +254,8 @@ class ChannelLayout:
         Clips come from subjects and trackers with other expression counts (50, 100, 300 ...),
         and FLAME's components are ordered by variance, so ``expr_N`` means the same component
         everywhere: it is matched by number (``expr_007`` is ``expr_07``), and numbers past
-        this subject's count are dropped by the caller.  Anything else unknown is a typo.
+        this subject's count are dropped by the caller.  Anything else unknown is a typo, or an
+        edit this subject does not carry (an error: its look would silently be lost).
         """
         columns = self._tables.positions
         if name in columns:
@@ -210,11 +271,17 @@ class ChannelLayout:
         raise ChannelError(f"{where}: {self._unknown(name)}")
 
     def _unknown(self, name: str) -> str:
+        if isinstance(name, str) and name.startswith(EDIT_PREFIX):
+            carried = ", ".join(self.edit_names) if self.edits else "none"
+            return f"unknown edit channel {name!r} (this subject's edits: {carried})"
+        edits = ", edit_*" if self.edits else ""
         return (f"unknown channel {name!r} (expected one of head_*, neck_*, jaw_*, "
-                f"expr_00..{self.names[9 + self.num_expressions - 1]}, eye_*)")
+                f"expr_00..{self.names[9 + self.num_expressions - 1]}, eye_*{edits})")
 
     def slice(self, group: str) -> slice:
         names = [spec.group for spec in self.specs]
+        if group == "edit" and group not in names:
+            return slice(self.rig_size, self.rig_size)
         first = names.index(group)
         return slice(first, first + names.count(group))
 
@@ -223,11 +290,15 @@ class ChannelLayout:
         return np.tile(row, (num_frames, 1))
 
     def to_dict(self) -> dict:
-        return {"num_expressions": self.num_expressions, "names": list(self.names)}
+        data = {"num_expressions": self.num_expressions, "names": list(self.names)}
+        if self.edits:  # absent without edits: old bundles' manifests stay as they were
+            data["edits"] = [edit.name for edit in self.edits]
+        return data
 
 
-def channel_layout(num_expressions: int = DEFAULT_NUM_EXPRESSIONS) -> ChannelLayout:
-    return ChannelLayout(num_expressions)
+def channel_layout(num_expressions: int = DEFAULT_NUM_EXPRESSIONS,
+                   edits: Sequence[EditChannel] = ()) -> ChannelLayout:
+    return ChannelLayout(num_expressions, tuple(edits))
 
 
 # --------------------------------------------------------------------------- validation
@@ -245,8 +316,9 @@ def validate_frames(frames: np.ndarray, layout: ChannelLayout, source: str = "ch
     if array.ndim != 2:
         raise ChannelError(f"{source}: expected a [frames, channels] array, got shape {tuple(array.shape)}")
     if array.shape[1] != layout.size:
+        edits = f", {len(layout.edits)} edits" if layout.edits else ""
         raise ChannelError(f"{source}: expected {layout.size} channels per frame "
-                           f"({layout.num_expressions} expressions), got {array.shape[1]}")
+                           f"({layout.num_expressions} expressions{edits}), got {array.shape[1]}")
     if not np.issubdtype(array.dtype, np.number):
         raise ChannelError(f"{source}: channel values must be numbers, got dtype {array.dtype}")
     array = array.astype(np.float32, copy=False)

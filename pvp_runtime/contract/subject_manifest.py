@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import zip_members
 from .channels import MAX_EXPRESSIONS, ChannelLayout, ChannelStats
+from .edits import EditSpec, layout_of, num_ws_of, specs_from_manifest
 from .errors import BundleError, ChannelError
 
 FORMAT_NAME = "pvp-avatar-bundle"
@@ -151,7 +152,9 @@ def check_numbers(manifest: dict, path: Path) -> None:
             raise bad(key, manifest[key], f"{value} as in its generator and mapper configs")
     if "num_ws" in manifest and (expected := NUM_WS_BOUND.problem(manifest["num_ws"])):
         raise bad("num_ws", manifest["num_ws"], expected)
-    _check_channel_stats(manifest["channel_stats"], ChannelLayout(mappers["num_expressions"]).size, bad)
+    # The statistics describe the training clip: the rig channels, never the edits.
+    _check_channel_stats(manifest["channel_stats"], ChannelLayout(mappers["num_expressions"]).rig_size, bad)
+    specs_from_manifest(manifest, num_ws_of(resolution), path)
     framing = manifest.get("framing", {})
     if not isinstance(framing, dict):
         raise bad("framing", framing, "an object")
@@ -191,15 +194,17 @@ class SubjectSummary:
     layout: ChannelLayout
     channel_stats: ChannelStats
     gaze: bool = False  # do the eye channels drive this subject?  (only if its capture had gaze)
+    edits: tuple[EditSpec, ...] = ()  # its appearance edits, in channel order (layout.edits)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "SubjectSummary":
         manifest = read_subject_manifest(path)
         try:
-            layout = ChannelLayout(int(manifest["mappers"]["num_expressions"]))
-            stats = ChannelStats.from_dict(manifest["channel_stats"], layout.size)
             resolution = int(manifest["generator"]["resolution"])
+            edits = specs_from_manifest(manifest, num_ws_of(resolution), path)
+            layout = layout_of(int(manifest["mappers"]["num_expressions"]), edits)
+            stats = ChannelStats.from_dict(manifest["channel_stats"], layout.rig_size)
             gaze = manifest["mappers"].get("gaze", False) is True
         except (KeyError, TypeError, ValueError, AttributeError, ChannelError) as exc:
             raise BundleError(f"{path}: corrupt bundle, invalid manifest ({exc})") from None
-        return cls(str(path), str(manifest.get("name", Path(path).stem)), resolution, layout, stats, gaze)
+        return cls(str(path), str(manifest.get("name", Path(path).stem)), resolution, layout, stats, gaze, edits)
