@@ -126,4 +126,8 @@ def key_clip(rig, frames: np.ndarray, layout: ChannelLayout, times: np.ndarray, 
         if key_all or np.any(frames[:, column] != defaults[column]):
             write_keys(fcurves, f'["{name}"]', 0, times, frames[:, column], "Expressions")
             written += 1
+    for column, name in enumerate(layout.edit_names, start=layout.rig_size):
+        if (key_all or np.any(frames[:, column] != defaults[column])) and name in rig.keys():
+            write_keys(fcurves, f'["{name}"]', 0, times, frames[:, column], "Edits")
+            written += 1
     return written

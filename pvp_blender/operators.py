@@ -104,7 +104,7 @@ class PVP_OT_reset_channels(bpy.types.Operator):
 
 
 class PVP_OT_sync_subject(bpy.types.Operator):
-    """Read the subject bundle's manifest again and match the rig's expression channels to it"""
+    """Read the subject bundle's manifest again and match the rig's expression and edit channels to it"""
     bl_idname = "pvp.sync_subject"
     bl_label = "Sync to Subject"
     bl_options = {"REGISTER", "UNDO"}
@@ -114,10 +114,13 @@ class PVP_OT_sync_subject(bpy.types.Operator):
         return _has_rig(context)
 
     def execute(self, context):
-        problem = rig_module.sync_subject(active_rig(context))
+        rig = active_rig(context)
+        problem = rig_module.sync_subject(rig)
         if problem:
             self.report({"ERROR"}, problem)
             return {"CANCELLED"}
+        if rig.pvp_rig.edits_note:
+            self.report({"WARNING"}, rig.pvp_rig.edits_note)
         return {"FINISHED"}
 
 
@@ -291,6 +294,7 @@ def import_clip(scene, rig, path: str, start_frame: int, match_fps: bool = True,
         subject = SESSION.subject(rig_module.subject_file(rig))
         if subject.layout.num_expressions != rig.pvp_rig.num_expressions:
             rig_module.ensure_expression_properties(rig, subject.layout.num_expressions)
+        rig_module.ensure_edit_properties(rig, subject.layout)
         layout, stats = subject.layout, subject.channel_stats
     elif reenact:
         raise PVPError(f"rig '{rig.name}' has no subject: retargeting needs the subject's statistics")

@@ -1,8 +1,8 @@
 """Properties stored in the .blend: which objects are PVP rigs, their subject, the scene's rig.
 
 The animatable channels themselves are not here: rotations live on the rig's
-pose bones and expression coefficients are custom properties on the rig
-object (``rig["expr_00"]``), both ID data, so F-curves, drivers, NLA and
+pose bones and expression coefficients and appearance edits are custom properties
+on the rig object (``rig["expr_00"]``, ``rig["edit_age"]``), both ID data, so F-curves, drivers, NLA and
 library overrides work on them (see ``rig.py``).
 """
 
@@ -30,6 +30,10 @@ class PVPRigSettings(bpy.types.PropertyGroup):
     num_expressions: bpy.props.IntProperty(name="Expressions", default=50, min=1, max=400,
                                            description="Expression channels on this rig (from the subject)")
     subject_status: bpy.props.StringProperty(name="Subject status", options={"SKIP_SAVE"})
+    edit_names: bpy.props.StringProperty(name="Edits", options={"HIDDEN"},
+                                         description="The subject's edit channels (edit_<name>), comma-separated")
+    edits_note: bpy.props.StringProperty(name="Edits note", options={"SKIP_SAVE"},
+                                         description="Keyed edits the current subject lacks")
     eyes_note: bpy.props.StringProperty(name="Eyes", options={"SKIP_SAVE"},
                                         description="Why the eye channels do nothing on this subject, if they don't")
 

@@ -3,7 +3,9 @@
 Rotations are pose-bone rotations (see ``rig_math`` for the bone <-> channel
 mapping); expression coefficients are custom properties on the rig object,
 named like the channels (``expr_00``), with the schema's soft range as slider
-range and its hard range as limits.  The subject bundle path is on the rig
+range and its hard range as limits.  A subject's appearance edits are custom
+properties too (``edit_<name>``, range from the bundle); properties of edits the
+current subject lacks are kept (with their keys) and reported, never dropped.  The subject bundle path is on the rig
 (``rig.pvp_rig.subject_path``) and may be ``//`` relative.
 """
 
@@ -15,7 +17,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from ..pvp_runtime.contract.channels import (ChannelLayout, expression_channels, expression_name,
+from ..pvp_runtime.contract.channels import (EDIT_PREFIX, ChannelLayout, expression_channels, expression_name,
                                              validate_frames)
 from ..pvp_runtime.contract.errors import BundleError, ChannelError, PVPError
 from .rig_math import HEAD_EULER_ORDER, JOINT_EULER_ORDER, RIG_BONES, accumulated_rotation, channels_from_pose
@@ -30,7 +32,7 @@ BONE_LAYOUT = (
     ("eye.L", (0.032, -0.075, 0.165), (0.032, -0.095, 0.165), "neck"),
     ("eye.R", (-0.032, -0.075, 0.165), (-0.032, -0.095, 0.165), "neck"),
 )
-GROUPS = ("head", "neck", "jaw", "eyes", "expression")
+GROUPS = ("head", "neck", "jaw", "eyes", "expression", "edit")
 # A subject learns gaze only from a capture whose eyes moved; keyed eyes then change nothing.
 EYES_WITHOUT_EFFECT = "No effect on this subject (its capture had no gaze)"
 
@@ -119,6 +121,38 @@ def ensure_expression_properties(rig, count: int) -> None:
     rig.pvp_rig.num_expressions = count
 
 
+def edit_properties(rig) -> list[str]:
+    """The rig's edit properties (``edit_<name>``), whether or not its subject has them."""
+    return sorted(key for key in rig.keys() if key.startswith(EDIT_PREFIX))
+
+
+def ensure_edit_properties(rig, layout: ChannelLayout) -> None:
+    """Give the rig a property per subject edit, with the bundle's range; keep the values and keys
+    of those it already has.  Others stay (an earlier subject's, maybe keyed): see ``stray_edits``."""
+    for spec in layout.specs[layout.rig_size:]:
+        if spec.name not in rig.keys():
+            rig[spec.name] = spec.default
+        ui = rig.id_properties_ui(spec.name)
+        ui.update(min=spec.hard_min, max=spec.hard_max, soft_min=spec.soft_min, soft_max=spec.soft_max,
+                  default=spec.default, description=spec.description, step=10, precision=3)
+        rig.property_overridable_library_set(f'["{spec.name}"]', True)
+    rig.pvp_rig.edit_names = ",".join(layout.edit_names)
+
+
+def stray_edits(rig, layout: ChannelLayout) -> list[str]:
+    """Edit properties the subject lacks that hold a key, a driver or a non-zero value."""
+    from .animation import fcurve_collection
+    animated = set()
+    collections = [fcurve_collection(rig, create=False)]
+    if rig.animation_data is not None:
+        collections.append(rig.animation_data.drivers)
+    for fcurves in collections:
+        animated.update(fcurve.data_path for fcurve in fcurves or ())
+    known = set(layout.edit_names)
+    return [name for name in edit_properties(rig) if name not in known
+            and (f'["{name}"]' in animated or float(rig.get(name, 0.0)) != 0.0)]
+
+
 def subject_file(rig) -> str:
     """The rig's subject bundle as an absolute path (``//`` resolved against the rig's .blend)."""
     path = rig.pvp_rig.subject_path
@@ -142,8 +176,15 @@ def sync_subject(rig) -> str | None:
     rig.pvp_rig.eyes_note = "" if summary.gaze else EYES_WITHOUT_EFFECT
     if summary.layout.num_expressions != rig.pvp_rig.num_expressions:
         ensure_expression_properties(rig, summary.layout.num_expressions)
+    ensure_edit_properties(rig, summary.layout)
+    stray = stray_edits(rig, summary.layout)
+    rig.pvp_rig.edits_note = (f"{', '.join(stray)}: keyed or set, but {summary.name} has no such edit"
+                              if stray else "")
+    if stray:
+        print(f"PVP Avatar: rig '{rig.name}': {rig.pvp_rig.edits_note}")
+    edits = f", {len(summary.layout.edits)} edits" if summary.layout.edits else ""
     rig.pvp_rig.subject_status = (f"{summary.name}: {summary.resolution} x {summary.resolution}, "
-                                  f"{summary.layout.num_expressions} expressions")
+                                  f"{summary.layout.num_expressions} expressions{edits}")
     return None
 
 
@@ -188,7 +229,21 @@ def read_channels(rig_eval, layout: ChannelLayout, frame: int) -> np.ndarray:
                                f"{layout.num_expressions} expressions")
         values.append(value)
     channels = channels_from_pose(accumulated, values, layout)
+    for column, name in enumerate(layout.edit_names, start=layout.rig_size):
+        channels[column] = _number(rig_eval.get(name, 0.0), source, frame, name)
+    known = set(layout.edit_names)
+    for name in edit_properties(rig_eval):
+        if name not in known and _number(rig_eval[name], source, frame, name) != 0.0:
+            raise ChannelError(f"{source}: frame {frame}, channel '{name}' = {float(rig_eval[name]):.4g} but the "
+                               f"subject has no such edit (its edits: {', '.join(layout.edit_names) or 'none'})")
     return validate_frames(channels[None], layout, source, first_frame=frame)[0]
+
+
+def _number(raw, source: str, frame: int, name: str) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ChannelError(f"{source}: frame {frame}, channel '{name}' holds {raw!r}, not a number") from None
 
 
 # --------------------------------------------------------------------------- resetting
@@ -206,3 +261,6 @@ def reset_channels(rig, group: str) -> None:
         for name in expression_names(rig.pvp_rig.num_expressions):
             if name in rig.keys():
                 rig[name] = 0.0
+    if "edit" in groups:
+        for name in edit_properties(rig):
+            rig[name] = 0.0

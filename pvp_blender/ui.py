@@ -141,6 +141,35 @@ class VIEW3D_PT_pvp_expressions(PVPSidebar, bpy.types.Panel):
                 col.prop(rig, f'["{name}"]', slider=True)
 
 
+class VIEW3D_PT_pvp_edits(PVPSidebar, bpy.types.Panel):
+    """The subject's appearance edits (GANSpace / InterFaceGAN directions in its bundle), as
+    keyframable sliders; edits of an earlier subject that still hold keys are listed as problems."""
+    bl_label = "Edits"
+    bl_parent_id = "VIEW3D_PT_pvp_rig"
+
+    @classmethod
+    def poll(cls, context):
+        return panel_rig(context) is not None
+
+    def draw_header_preset(self, context):
+        self.layout.operator("pvp.reset_channels", text="", icon="LOOP_BACK", emboss=False).group = "edit"
+
+    def draw(self, context):
+        rig = panel_rig(context)
+        col = self.layout.column(align=True)
+        names = [name for name in rig.pvp_rig.edit_names.split(",") if name]
+        if not names:
+            col.label(text="This subject has no edits (pvp edits compute / add)")
+        for name in names:
+            if name in rig.keys():
+                col.prop(rig, f'["{name}"]', text=name[len("edit_"):], slider=True)
+        if rig.pvp_rig.edits_note:
+            col.label(text=rig.pvp_rig.edits_note, icon="ERROR")
+            for name in rig_module.edit_properties(rig):
+                if name not in names:
+                    col.prop(rig, f'["{name}"]', text=f"{name[len('edit_'):]} (not in subject)")
+
+
 class RENDER_PT_pvp_avatar(bpy.types.Panel):
     bl_label = "PVP Avatar"
     bl_space_type = "PROPERTIES"
@@ -171,7 +200,7 @@ def draw_add_menu(self, context):
 
 
 CLASSES = (VIEW3D_PT_pvp_rig, VIEW3D_PT_pvp_head, VIEW3D_PT_pvp_neck, VIEW3D_PT_pvp_jaw, VIEW3D_PT_pvp_eyes,
-           VIEW3D_PT_pvp_expressions, RENDER_PT_pvp_avatar)
+           VIEW3D_PT_pvp_expressions, VIEW3D_PT_pvp_edits, RENDER_PT_pvp_avatar)
 
 
 def register():

@@ -14,7 +14,7 @@ import torch
 
 from ..bundle import load_bundle, save_bundle
 from ..contract.channels import EditChannel
-from ..contract.edits import EditSpec, parse_layers, parse_range
+from ..contract.edits import EditSpec, check_range, parse_layers
 from ..contract.errors import PVPError
 from ..editing import DEFAULT_SAMPLES, compute_ganspace, read_direction
 
@@ -52,7 +52,8 @@ def add_parser(subparsers) -> None:
     add.add_argument("name", help="edit name: lower-case letters, digits, '_' (channel edit_NAME)")
     add.add_argument("direction", type=Path, help="(1, w_dim) .npy boundary, or an e4e .pt direction / GANSpace PCA")
     add.add_argument("--layers", default=":", help="W+ layers A:B it acts on (default: all)")
-    add.add_argument("--range", default="-3:3", help="strength range LOW:HIGH (default -3:3)")
+    add.add_argument("--range", nargs=2, type=float, default=(-3.0, 3.0), metavar=("LOW", "HIGH"),
+                     help="strength range (default -3 3)")
     add.add_argument("--component", type=int, help="which component of a GANSpace PCA file")
     add.add_argument("-o", "--output", type=Path, required=True, help="edited bundle (.pvp)")
     add.set_defaults(run=run_add)
@@ -86,7 +87,7 @@ def run_compute(args) -> int:
 
 def run_add(args) -> int:
     name = args.name[len("edit_"):] if args.name.startswith("edit_") else args.name
-    low, high = parse_range(args.range)
+    low, high = check_range(args.range)
     EditChannel(name, low, high)  # a clear error for a bad name, before reading anything else
     bundle = load_bundle(args.bundle)
     if name in {spec.name for spec in bundle.edits.specs}:

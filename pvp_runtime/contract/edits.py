@@ -69,13 +69,10 @@ def parse_layers(text: str, num_ws: int) -> tuple[int, int]:
     return start, stop
 
 
-def parse_range(text: str) -> tuple[float, float]:
-    parts = str(text).split(":")
-    try:
-        low, high = (float(p) for p in parts)
-    except ValueError:
-        raise ChannelError(f"range {text!r}: expected LOW:HIGH, for example -3:3") from None
-    _check_range((low, high), lambda expected: ChannelError(f"range {text!r}: expected {expected}"))
+def check_range(values) -> tuple[float, float]:
+    """A strength range given by a user, or a ChannelError."""
+    low, high = (float(v) for v in values)
+    _check_range((low, high), lambda expected: ChannelError(f"range {low:g} {high:g}: expected {expected}"))
     return low, high
 
 
