@@ -70,7 +70,8 @@ def sample_codes(bundle: SubjectBundle, samples: int = DEFAULT_SAMPLES, seed: in
     frames = np.clip(frames, layout._tables.hard_min, layout._tables.hard_max)
     frames[:, layout.index("head_roll")] = 0.0
     model = bundle.model
-    ws = torch.cat([model(model.inputs(frames[i:i + 256], layout))[0].float().cpu()
+    device = model.pivots.device
+    ws = torch.cat([model(model.inputs(frames[i:i + 256], layout, device))[0].float().cpu()
                     for i in range(0, samples, 256)])
     pivots = model.pivots.detach().float().cpu()
     return (torch.cat([pivots, ws]), f"{len(pivots)} pivots + mappers over {samples} frames drawn from the "

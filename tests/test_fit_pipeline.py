@@ -230,7 +230,8 @@ def test_cli_scratch_fit_writes_report_sheet_and_bundle(files, tmp_path, capsys)
     out = tmp_path / "subject"
     settings = ["--pivots", "3", "--held-out", "4", "--resolution", "32", "--width", "16", "--scratch-steps", "12",
                 "--mapper-steps", "10", "--loss-resolution", "32", "--checkpoint-every", "5", "--seed", "3",
-                "--set", "lpips.net=\"alex\"", "--set", "mapper.batch_size=2", "--set", "scratch.batch_size=3"]
+                "--set", "lpips.net=\"alex\"", "--set", "mapper.batch_size=2", "--set", "scratch.batch_size=3",
+                "--edits", "2"]
     assert main(_cli(files, out, *settings)) == 0
     printed = capsys.readouterr().out
     assert "nearest_training_frame" in printed and "nearest_pivot" in printed and "RANDOM backbone" in printed
@@ -267,6 +268,10 @@ def test_cli_scratch_fit_writes_report_sheet_and_bundle(files, tmp_path, capsys)
     assert fit["config"]["scratch"]["steps"] == 12 and fit["config"]["seed"] == 3 and fit["prior"] == "scratch"
     assert FitConfig.from_dict(fit["config"]).mapper.steps == 10  # the saved config loads back
     assert bundle.channel_stats.mean.shape == (9 + 6 + 6,)
+    # --edits 2: GANSpace over the scratch subject's own codes, as edit channels after the rig's.
+    assert [spec.name for spec in bundle.edits.specs] == ["pc00", "pc01"]
+    assert "3 pivots + mappers over" in bundle.edits.specs[0].source
+    assert bundle.layout.names[-2:] == ("edit_pc00", "edit_pc01")
     avatar = Avatar(bundle, device="cpu")
     frames = avatar.render(np.zeros((2, avatar.layout.size), np.float32)).srgb8
     assert frames.shape == (2, 32, 32, 4)

@@ -116,6 +116,9 @@ def add_parser(subparsers) -> None:
     run.add_argument("--name", help="subject name (default: the output folder's name)")
     run.add_argument("--bundle", help="where to write the bundle (default OUTDIR/NAME.pvp)")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--edits", type=int, default=0, metavar="K",
+                     help="add the top K GANSpace components to the bundle as edits edit_pc00.. (as pvp edits "
+                          "compute; default 0: none)")
     run.add_argument("--resume", action="store_true", help="continue the fit checkpointed in OUTDIR")
     run.add_argument("--overwrite", action="store_true", help="delete an earlier fit in OUTDIR and start again")
     run.add_argument("--dump-config", action="store_true", help="print the resolved config as JSON and exit")
@@ -200,7 +203,9 @@ def run_fit(args) -> int:
                              channel_source=args.channel_source,
                              num_expressions=args.expressions or 50, landmarks=args.landmarks, mattes=args.mattes,
                              generator=args.generator, e4e=args.e4e, arcface=args.arcface, deca=args.deca,
-                             name=args.name or out.resolve().name, bundle=args.bundle)
+                             name=args.name or out.resolve().name, bundle=args.bundle, edits=args.edits)
+    if not 0 <= request.edits <= 64:
+        raise PVPError(f"--edits must be in 0..64, got {request.edits}")
     device = resolve_device(args.device)
     # Every check before any work: inputs, generator file, networks, output folder.
     inputs = request.inspect()

@@ -90,6 +90,7 @@ class FitRequest:
     deca: str | None = None
     name: str = "subject"
     bundle: str | None = None      # default: OUTDIR/NAME.pvp
+    edits: int = 0                 # GANSpace components added to the bundle as edits (pvp edits compute)
 
     def __post_init__(self):
         # Absolute, so that --resume works from any folder, and on another node with the same mounts.
@@ -511,6 +512,9 @@ class FitRun:
                 "pivots": self.pivot_choice, "evaluation": evaluation.summary(),
                 "lpips": {"train": self.lpips("train").provenance, "eval": self.lpips("eval").provenance},
                 "networks": self.networks.describe()}))
+        if self.request.edits:
+            from ..editing import compute_ganspace
+            bundle.edits = compute_ganspace(bundle, self.request.edits)
         path = save_bundle(bundle, self.bundle_path())
         if "finished" not in self.meta["completed"]:
             self.meta["completed"].append("finished")
