@@ -296,3 +296,24 @@ def test_edit_tensors_are_capped_checked_and_unit_length(tmp_path, edited_path):
 def test_edit_spec_line_starts_with_its_channel():
     spec = EditSpec("glasses", "interfacegan", (0, 8), (-2.0, 2.0), 1.0, "glasses.npy")
     assert spec.describe().split("\t")[:4] == ["edit_glasses", "interfacegan", "layers 0:8", "range -2..2"]
+
+
+def test_runtime_protocol_carries_the_edit_columns(edited_path):
+    from pvp_runtime.contract import protocol
+    from pvp_runtime.server import RuntimeServer
+    server = RuntimeServer()
+    kind, info, _ = server.handle(protocol.Message("load", {"bundle": str(edited_path), "device": "cpu"}))
+    layout = SubjectSummary.read(edited_path).layout
+    assert kind == protocol.LOADED and tuple(info["channels"]) == layout.names  # what the add-on checks
+    frames = layout.defaults(2)
+    frames[1, layout.index("edit_pc00")] = 1.5
+    payload = protocol.array_to_payload(frames)
+    message = protocol.Message("render", {"frames": 2, "channels": layout.size, "width": 32, "height": 32}, payload)
+    _, _, pixels = server.handle(message)
+    got = np.frombuffer(bytes(pixels), np.float32).reshape(2, 32, 32, 4)
+    want = Avatar.load(edited_path, device="cpu").render(frames, batch_size=2).linear
+    assert np.array_equal(got, want)  # native size: the canvas is the render itself
+    short = protocol.Message("render", {"frames": 1, "channels": layout.size - 4, "width": 32, "height": 32},
+                             protocol.array_to_payload(layout.without_edits().defaults(1)))
+    with pytest.raises(ChannelError, match=r"expected 29 channels per frame \(10 expressions, 4 edits\), got 25"):
+        server.handle(short)

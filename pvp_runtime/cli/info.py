@@ -37,6 +37,8 @@ def run(args) -> int:
                              else "none: the eye channels have no effect (its capture had no gaze)"),
         f"roll centre    {manifest.get('framing', {}).get('roll_center')}",
         f"channels       {len(manifest['channels']['names'])}",
+        "edits          " + (", ".join(f"edit_{e['name']}" for e in manifest["edits"]) if manifest.get("edits")
+                             else "none (pvp edits compute / add)"),
     ]
     for key in sorted(provenance):
         value = provenance[key]
