@@ -115,7 +115,7 @@ def update_correctives(rig, obj, depsgraph, frame: int) -> None:
         return
     try:
         channels = rig_module.read_channels(rig.evaluated_get(depsgraph), ChannelLayout(rig.pvp_rig.num_expressions),
-                                            frame)
+                                            frame, check_edits=False)  # edits do not move the mesh
     except PVPError:
         return  # an invalid channel is reported by the render and the panel, not by the display mesh
     values = corrective_values(channels, ChannelLayout(rig.pvp_rig.num_expressions))

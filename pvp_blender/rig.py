@@ -203,11 +203,13 @@ def scene_rig(scene):
 
 # --------------------------------------------------------------------------- reading
 
-def read_channels(rig_eval, layout: ChannelLayout, frame: int) -> np.ndarray:
+def read_channels(rig_eval, layout: ChannelLayout, frame: int, check_edits: bool = True) -> np.ndarray:
     """The validated channel vector of an *evaluated* rig at ``frame``.
 
     Pose matrices include F-curves, drivers, NLA and constraints; custom properties
-    on the evaluated object include their animation and drivers.
+    on the evaluated object include their animation and drivers.  An edit property the
+    layout lacks must be 0 (``check_edits``; the FLAME display mesh reads the rig channels
+    alone and does not care).
     """
     source = f"rig '{rig_eval.name}'"
     accumulated = {}
@@ -232,7 +234,7 @@ def read_channels(rig_eval, layout: ChannelLayout, frame: int) -> np.ndarray:
     for column, name in enumerate(layout.edit_names, start=layout.rig_size):
         channels[column] = _number(rig_eval.get(name, 0.0), source, frame, name)
     known = set(layout.edit_names)
-    for name in edit_properties(rig_eval):
+    for name in edit_properties(rig_eval) if check_edits else ():
         if name not in known and _number(rig_eval[name], source, frame, name) != 0.0:
             raise ChannelError(f"{source}: frame {frame}, channel '{name}' = {float(rig_eval[name]):.4g} but the "
                                f"subject has no such edit (its edits: {', '.join(layout.edit_names) or 'none'})")
