@@ -41,7 +41,7 @@ SCENARIO = textwrap.dedent("""
     bpy.ops.pvp.add_head_rig(subject_path=ARGS["edited"])
     rig = bpy.context.object
     ui = rig.id_properties_ui("edit_age").as_dict()
-    props = rig_module.edit_properties(rig)
+    props, edit_names = rig_module.edit_properties(rig), rig.pvp_rig.edit_names
     for frame, value in ((1, 0.0), (6, 2.5)):
         rig["edit_age"] = value
         rig.keyframe_insert('["edit_age"]', frame=frame)
@@ -64,7 +64,7 @@ SCENARIO = textwrap.dedent("""
         error = ""
     except RuntimeError as exc:
         error = str(exc)
-    result(props=props, ui=ui, edit_names=rig.pvp_rig.edit_names, after_reset=after_reset, note=note,
+    result(props=props, ui=ui, edit_names=edit_names, names_after=rig.pvp_rig.edit_names, after_reset=after_reset, note=note,
            status=status, error=error, still_there="edit_age" in rig.keys(),
            plain_written=os.path.exists(ARGS["out"] + "/plain_0004.png"))
 """)
@@ -104,4 +104,5 @@ def test_keyed_edit_renders_like_pvp_render(tmp_path, blender_python, edited_sub
     assert np.abs(first - last).max() > 10  # the keyed edit visibly changes the picture
     assert got["after_reset"] == [0.0, 0.0]
     assert "edit_age" in got["note"] and got["still_there"]  # reported, kept with its keys
+    assert got["names_after"] == "" and "2 edits" not in got["status"]
     assert "edit_age" in got["error"] and not got["plain_written"]
