@@ -1,6 +1,6 @@
 """Does a subject stay editable after pivotal tuning?  With and without PTI's locality regulariser.
 
-    python benchmarks/editability.py [--epochs 60] [--mapper-steps 60] [--json out.json]
+    python benchmarks/editability.py [--epochs 60] [--mapper-steps 60] [--pti-lr 3e-4] [--json out.json]
 
 The paper keeps PTI's locality regulariser because it preserves editability (its fig. 9).  On a
 tiny synthetic setup (a 32 px "pretrained" generator: the synthetic subject's generator with its
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60, help="PTI passes over the pivots")
     parser.add_argument("--mapper-steps", type=int, default=60)
+    parser.add_argument("--pti-lr", type=float, default=3e-4, help="PTI learning rate (default 3e-4, PTI's)")
     parser.add_argument("--json", type=Path, help="write the numbers here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
             config = FitConfig().with_overrides({
                 "pivots.count": 6, "data.held_out_frames": 4, "projector.steps": 60, "projector.batch_size": 6,
                 "projector.w_avg_samples": 1000, "pti.max_epochs": args.epochs, "pti.lpips_threshold": 0.0,
-                "pti.locality_weight": weight, "mapper.steps": args.mapper_steps, "mapper.batch_size": 4,
+                "pti.locality_weight": weight, "pti.lr": args.pti_lr, "mapper.steps": args.mapper_steps, "mapper.batch_size": 4,
                 "mapper.loss_resolution": None, "lpips.net": "alex", "eval.batch_size": 4,
                 "eval.contact_sheet_frames": 0, "seed": 0})
             request = FitRequest(frames=str(paths["frames"]), channels=str(paths["channels"]), config=config,
