@@ -248,8 +248,7 @@ def main(argv=None) -> int:
             result["failures"] = verdict(result)
             results[name] = result
             print_result(name, result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+            (args.out / "results.json").write_text(json.dumps(results, indent=2))  # after every capture
     failed = [name for name, r in results.items() if r["failures"]]
     print(f"\n{len(results) - len(failed)}/{len(results)} captures meet every bar"
           + (f" (failed: {', '.join(failed)})" if failed else ""))
