@@ -19,7 +19,8 @@ scores the fit against the procedural ground truth:
   region: for a blink, the eyelids), so a small feature counts as much as a head turn.  A fit
   that ignores a channel scores 0; a cross-fade of pivots scores a few dB on yaw.
 
-Prints one table per capture and the pass/fail of issue 10's bars; writes OUT/results.json.
+Prints one table per capture and the pass/fail of issue 10's bars; writes OUT/results.json and,
+per capture, OUT/fits/<capture>/sweeps_vs_truth.png (each sweep's ground truth above the fit).
 Nothing is cached between runs except the captures (same look+seed+size+frames).
 """
 
@@ -47,7 +48,7 @@ from pvp_runtime.contract.channel_files import write_channel_file  # noqa: E402
 from pvp_runtime.contract.channels import ChannelLayout  # noqa: E402
 from pvp_runtime.fit.alignment import passthrough_transform, warp  # noqa: E402
 from pvp_runtime.fit.config import FitConfig  # noqa: E402
-from pvp_runtime.fit.control import neutral_frame, sweeps  # noqa: E402
+from pvp_runtime.fit.control import Sweep, control_sheet, neutral_frame, sweeps  # noqa: E402
 from pvp_runtime.fit.data import split_frames  # noqa: E402
 from pvp_runtime.fit.frame_roll import FrameRoll  # noqa: E402
 from pvp_runtime.fit.evaluate import evaluate_held_out, render_channels  # noqa: E402
@@ -133,8 +134,11 @@ def effect_region(truth: torch.Tensor, neutral_truth: torch.Tensor) -> torch.Ten
     return torch.from_numpy(region.astype(np.float32))[None, None]
 
 
-def sweep_scores(bundle, layout, train_channels, look, size, device, frame_roll) -> dict:
+def sweep_scores(bundle, layout, train_channels, look, size, device, frame_roll, sheet_path: Path) -> dict:
+    """Each sweep's score; writes ``sheet_path``: per channel, a truth row above the fit's row."""
     resolution = bundle.generator.config.resolution
+    rows, images = [], []
+    as_uint8 = lambda x: srgb_to_uint8(x).permute(0, 2, 3, 1).numpy()
     neutral = neutral_frame(train_channels)
     neutral_render = render_channels(bundle.generator, bundle.model, neutral[None], layout, device, frame_roll).cpu()
     neutral_truth = truth_images(neutral[None], layout, look, size, resolution)
@@ -147,6 +151,10 @@ def sweep_scores(bundle, layout, train_channels, look, size, device, frame_roll)
         ignored = psnr(neutral_render.expand_as(truth), truth, region).mean().item()
         scores[sweep.channel] = {"score_db": followed - ignored, "psnr_sweep": followed, "psnr_neutral": ignored,
                                  "region_fraction": float(region[0].mean())}
+        rows += [Sweep(f"{sweep.channel} truth", sweep.values, sweep.frames), Sweep("fit", sweep.values, sweep.frames)]
+        images += [as_uint8(truth), as_uint8(render)]
+    sheet_path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(sheet_path), cv2.cvtColor(control_sheet(rows, images), cv2.COLOR_RGB2BGR))
     return scores
 
 
@@ -183,7 +191,8 @@ def score_fit(capture: Path, out: Path, layout, channels, landmarks, look, size,
                                                                resolution, crop_landmarks)
     return {"held_out": held_out,
             "roll_center": list(bundle.framing.roll_center),
-            "sweeps": sweep_scores(bundle, layout, channels[split.train], look, size, device, frame_roll)}
+            "sweeps": sweep_scores(bundle, layout, channels[split.train], look, size, device, frame_roll,
+                                   out / "sweeps_vs_truth.png")}
 
 
 # --------------------------------------------------------------------------- report
@@ -248,8 +257,7 @@ def main(argv=None) -> int:
             result["failures"] = verdict(result)
             results[name] = result
             print_result(name, result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+            (args.out / "results.json").write_text(json.dumps(results, indent=2))  # after every capture
     failed = [name for name, r in results.items() if r["failures"]]
     print(f"\n{len(results) - len(failed)}/{len(results)} captures meet every bar"
           + (f" (failed: {', '.join(failed)})" if failed else ""))

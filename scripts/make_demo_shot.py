@@ -10,7 +10,7 @@ with ``BLENDER_USER_RESOURCES`` pointing at a user folder where the extension is
 
 The shot is keyed the way an animator would key it, on the rig's bones and expression
 properties with Blender's default Bezier easing: a head turn to either side with a nod, the
-jaw opening and closing, a smile, a brow raise and a blink.  Expression names are those of
+jaw opening and closing, a smile, a brow raise, a blink and a glance to the side.  Expression names are those of
 the demo subject (its synthetic capture, pvp_runtime/synthetic_head.py): expr_00 smile,
 expr_01 brow raise, expr_03 blink.  The subject path is stored relative to the .blend (``//``).
 """
@@ -36,6 +36,8 @@ EXPRESSIONS = {
     "expr_01": ((40, 0.0), (50, 2.5), (60, 0.0)),           # brow raise
     "expr_03": ((62, 0.0), (65, 3.0), (68, 0.0)),           # blink
 }
+# Both eyes glance to the subject's left and back (eye bones are Euler XYZ: Y looks left/right).
+GAZE_YAW = ((56, 0.0), (60, 0.3), (68, 0.3), (72, 0.0))
 FRAME_END = 72
 
 
@@ -100,6 +102,8 @@ def build_shot(args: argparse.Namespace) -> None:
     key_bone(rig, "jaw", 0, JAW_OPEN)
     for name, keys in EXPRESSIONS.items():
         key_property(rig, name, keys)
+    for eye in ("eye.L", "eye.R"):
+        key_bone(rig, eye, 1, GAZE_YAW)
     scene.frame_set(1)
     bpy.ops.wm.save_as_mainfile(filepath=str(partial))
     # Only a complete shot gets the real name (the .blend is written last, in one rename).

@@ -76,6 +76,8 @@ def _tensors(path):
 
 
 def test_interrupted_and_killed_run_resumes_to_the_same_result(files, uninterrupted, tmp_path):
+    # Whatever Ctrl-C did before (a shell's background job ignores it) must be what it does after.
+    handler_before = signal.getsignal(signal.SIGINT)
     request = _request(files)
 
     def interrupt_at(stage, step):
@@ -103,7 +105,7 @@ def test_interrupted_and_killed_run_resumes_to_the_same_result(files, uninterrup
     _, meta = load_checkpoint(out / "work" / "checkpoint.safetensors")
     assert meta["current"]["stage"] == "mapper" and meta["current"]["step"] == 4  # the last periodic checkpoint
     assert meta["completed"] == ["prepare", "pivots", "projection", "pti"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the guard put Ctrl-C back
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the guard put Ctrl-C back
     resumed = FitRun.resume(out, device="cpu").run()
 
     _assert_same_fit(resumed, uninterrupted)

@@ -475,8 +475,11 @@ class FitRun:
                             self.inputs.split.train,
                             self.layout, self.lpips("train"), self.networks, self.config.mapper, self.config.mask,
                             self.tune_generator(), self.config.seed, self.device)
-        log.info("mapper losses: %s; generator %s", ", ".join(stage.active_losses()),
-                 "tuned too (scratch-prior deviation)" if stage.tune_generator else "frozen")
+        if stage.total_steps:
+            log.info("mapper losses: %s; generator %s", ", ".join(stage.active_losses()),
+                     "tuned too (scratch-prior deviation)" if stage.tune_generator else "frozen")
+        else:
+            log.info("mapper stage: 0 steps (the joint scratch prior trained the mappers)")
         steps, began = self._train(stage, guard)
         self._complete("mapper", began, steps=steps, losses=stage.active_losses(),
                        tune_generator=stage.tune_generator)
