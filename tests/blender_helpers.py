@@ -81,7 +81,21 @@ def blender_version(python: Path) -> str | None:
     return probe.stdout.split()[0] if probe.returncode == 0 and probe.stdout.strip() else None
 
 
-INSTALL_PRELUDE = """
+# Scenario code shared by every Blender test script: a scene whose saved PNGs equal the runtime's pixels.
+PIXEL_EXACT_SCENE = """
+def pixel_exact_scene(scene, size=32, first=1, last=6):
+    scene.render.engine = "PVP_AVATAR"
+    scene.render.resolution_x = scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+    scene.frame_start, scene.frame_end = first, last
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.view_settings.view_transform = "Standard"  # AgX would tone-map the saved PNGs
+    scene.view_settings.look = "None"
+    scene.render.dither_intensity = 0.0
+"""
+
+INSTALL_PRELUDE = PIXEL_EXACT_SCENE + """
 import json, sys
 import bpy, addon_utils
 ARGS = json.loads(sys.argv[1])

@@ -26,15 +26,7 @@ SCENARIO = textwrap.dedent("""
     import os
     rig_module = module("rig")
     scene = bpy.context.scene
-    scene.render.engine = "PVP_AVATAR"
-    scene.render.resolution_x = scene.render.resolution_y = 32
-    scene.render.resolution_percentage = 100
-    scene.frame_start, scene.frame_end = 1, 6
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGBA"
-    scene.view_settings.view_transform = "Standard"
-    scene.view_settings.look = "None"
-    scene.render.dither_intensity = 0.0
+    pixel_exact_scene(scene)
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
 

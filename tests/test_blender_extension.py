@@ -28,7 +28,7 @@ from pvp_runtime.bundle import load_bundle, save_bundle
 from pvp_runtime.contract.channel_files import write_channel_file
 from pvp_runtime.contract.channels import ChannelStats, normalize_reenactment
 from pvp_runtime.image_io import read_png_rgba
-from blender_helpers import process_gone
+from blender_helpers import PIXEL_EXACT_SCENE, process_gone
 
 REPO = Path(__file__).resolve().parents[1]
 ADDON = "bl_ext.user_default.pvp_avatar"
@@ -64,7 +64,7 @@ PRELUDE = textwrap.dedent(f"""
             return ""
         except RuntimeError as exc:
             return str(exc)
-""")
+""") + PIXEL_EXACT_SCENE
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +140,7 @@ def scenario_a(shot):
         prefs = enable()
         scene = bpy.context.scene
         bpy.ops.wm.save_as_mainfile(filepath=ARGS["blend"])
-        scene.render.engine = "PVP_AVATAR"
-        scene.render.resolution_x = scene.render.resolution_y = 32
-        scene.render.resolution_percentage = 100
-        scene.frame_start, scene.frame_end = 1, 6
-        scene.render.image_settings.file_format = "PNG"
-        scene.render.image_settings.color_mode = "RGBA"
-        scene.view_settings.view_transform = "Standard"
-        scene.view_settings.look = "None"
-        scene.render.dither_intensity = 0.0
+        pixel_exact_scene(scene)
 
         bpy.ops.pvp.add_head_rig(subject_path="//tiny.pvp")
         rig = bpy.context.object

@@ -9,6 +9,8 @@ import pytest
 
 from pvp_runtime.avatar import Avatar
 from pvp_runtime.cli.main import main
+
+from cli_helpers import fails
 from pvp_runtime.contract.channel_files import read_channel_file, write_channel_file
 from pvp_runtime.example_clips import head_turn_clip
 from pvp_runtime.image_io import read_png_rgba
@@ -19,16 +21,6 @@ def clip_csv(tmp_path, layout):
     path = tmp_path / "clip.csv"
     assert main(["example-channels", str(path), "--frames", "6", "--expressions", "10"]) == 0
     return path
-
-
-def _fails(capsys, argv, *words):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code != 0
-    assert err.startswith("pvp: error: ") and "\n" not in err, err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 def test_info(capsys, tiny_bundle_path):
@@ -67,32 +59,32 @@ def test_render_frame_range_and_formats(tmp_path, tiny_bundle_path, layout):
 def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, capsys, tiny_bundle_path, clip_csv, layout):
     out = tmp_path / "out"
     bundle = str(tiny_bundle_path)
-    _fails(capsys, ["render", str(tmp_path / "missing.pvp"), str(clip_csv), "-o", str(out)], "missing.pvp")
+    fails(capsys, ["render", str(tmp_path / "missing.pvp"), str(clip_csv), "-o", str(out)], "missing.pvp")
     corrupt = tmp_path / "corrupt.pvp"
     corrupt.write_bytes(tiny_bundle_path.read_bytes()[:5000])
-    _fails(capsys, ["render", str(corrupt), str(clip_csv), "-o", str(out)], "corrupt.pvp")
-    _fails(capsys, ["render", bundle, str(tmp_path / "nope.csv"), "-o", str(out)], "nope.csv", "not found")
+    fails(capsys, ["render", str(corrupt), str(clip_csv), "-o", str(out)], "corrupt.pvp")
+    fails(capsys, ["render", bundle, str(tmp_path / "nope.csv"), "-o", str(out)], "nope.csv", "not found")
     nan_clip = tmp_path / "nan.csv"
     text = clip_csv.read_text().splitlines()
     row = next(i for i, line in enumerate(text) if line.startswith("2,"))  # frame 2 (after a marker and header)
     cells = text[row].split(",")
     cells[1] = "nan"
     nan_clip.write_text("\n".join(text[:row] + [",".join(cells)] + text[row + 1:]))
-    _fails(capsys, ["render", bundle, str(nan_clip), "-o", str(out)], "frame 2", "head_yaw")
+    fails(capsys, ["render", bundle, str(nan_clip), "-o", str(out)], "frame 2", "head_yaw")
     typo = tmp_path / "typo.json"
     typo.write_text(json.dumps({"frames": [{"head_yw": 0.1}]}))
-    _fails(capsys, ["render", bundle, str(typo), "-o", str(out)], "typo.json", "head_yw")
+    fails(capsys, ["render", bundle, str(typo), "-o", str(out)], "typo.json", "head_yw")
     wrong = tmp_path / "degrees.csv"
     wrong.write_text("head_yaw\n0\n75\n")
-    _fails(capsys, ["render", bundle, str(wrong), "-o", str(out)], "frame 1", "head_yaw", "outside")
-    _fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--frames", "9:12"], "selects no frames")
-    _fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--frames", "a-b"], "--frames")
-    _fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--batch-size", "0"], "--batch-size")
-    _fails(capsys, ["render", bundle, str(clip_csv), "-o", str(tmp_path / "no" / "dir")], "does not exist")
-    _fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--device", "tpu"], "unknown device")
+    fails(capsys, ["render", bundle, str(wrong), "-o", str(out)], "frame 1", "head_yaw", "outside")
+    fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--frames", "9:12"], "selects no frames")
+    fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--frames", "a-b"], "--frames")
+    fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--batch-size", "0"], "--batch-size")
+    fails(capsys, ["render", bundle, str(clip_csv), "-o", str(tmp_path / "no" / "dir")], "does not exist")
+    fails(capsys, ["render", bundle, str(clip_csv), "-o", str(out), "--device", "tpu"], "unknown device")
     pickled = tmp_path / "evil.npz"
     np.savez(pickled, head_yaw=np.array([object()], dtype=object))
-    _fails(capsys, ["render", bundle, str(pickled), "-o", str(out)], "evil.npz")
+    fails(capsys, ["render", bundle, str(pickled), "-o", str(out)], "evil.npz")
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -101,7 +93,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys, tiny_bundle_
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    _fails(capsys, ["render", str(tiny_bundle_path), str(clip_csv), "-o", str(out)], "not empty", "--overwrite")
+    fails(capsys, ["render", str(tiny_bundle_path), str(clip_csv), "-o", str(out)], "not empty", "--overwrite")
     assert (out / "keep.txt").read_text() == "precious"
     assert main(["render", str(tiny_bundle_path), str(clip_csv), "-o", str(out), "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and len(list(out.iterdir())) == 6
@@ -124,4 +116,4 @@ def test_random_subject_command(tmp_path, capsys):
     assert main(["random-subject", str(path), "--resolution", "16", "--width", "8", "--pivots", "3",
                  "--expressions", "5"]) == 0
     assert Avatar.load(path, device="cpu").resolution == 16
-    _fails(capsys, ["random-subject", str(tmp_path / "bad.pvp"), "--resolution", "20"], "power of two")
+    fails(capsys, ["random-subject", str(tmp_path / "bad.pvp"), "--resolution", "20"], "power of two")

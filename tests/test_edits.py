@@ -11,6 +11,8 @@ import torch
 from pvp_runtime.avatar import Avatar
 from pvp_runtime.bundle import load_bundle, random_bundle, save_bundle
 from pvp_runtime.cli.main import main
+
+from cli_helpers import fails
 from pvp_runtime.contract.channel_files import read_channel_file, write_channel_file
 from pvp_runtime.contract.channels import ChannelLayout, EditChannel, validate_frames
 from pvp_runtime.contract.edits import EDITS_FILE, EditSpec
@@ -19,16 +21,6 @@ from pvp_runtime.contract.subject_manifest import MANIFEST, SubjectSummary
 from pvp_runtime.editing import ganspace, read_direction, sample_codes
 
 W_DIM = 32  # tiny_config(32, 32)
-
-
-def _fails(capsys, argv, *words):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code != 0
-    assert err.startswith("pvp: error: ") and "\n" not in err, err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +184,7 @@ def test_old_channel_files_load_and_unknown_edits_are_named(tmp_path, edited_pat
     full = layout.defaults(2)
     full[:, layout.index("edit_age")] = 1.0
     write_channel_file(tmp_path / "edited.csv", full, layout)
-    _fails(capsys, ["render", str(tiny_bundle_path), str(tmp_path / "edited.csv"), "-o", str(tmp_path / "out")],
+    fails(capsys, ["render", str(tiny_bundle_path), str(tmp_path / "edited.csv"), "-o", str(tmp_path / "out")],
            "unknown edit channel 'edit_age'", "this subject's edits: none")
     assert not (tmp_path / "out").exists()
 
@@ -225,13 +217,13 @@ def test_bad_direction_files_and_names_fail_with_one_line_and_write_nothing(tmp_
         (["fine.npy", "--range", "-2", "nan"], "LOW < 0 < HIGH"),
     ]
     for extra, words in cases:
-        _fails(capsys, ["edits", "add", bundle, "age", str(tmp_path / extra[0]), *extra[1:], "-o", str(out)], words)
-    _fails(capsys, ["edits", "add", bundle, "Bad-Name", str(tmp_path / "fine.npy"), "-o", str(out)], "edit name")
-    _fails(capsys, ["edits", "remove", bundle, "age", "-o", str(out)], "no edit 'age'")
-    _fails(capsys, ["edits", "compute", bundle, "-k", "0", "-o", str(out)], "-k 0")
+        fails(capsys, ["edits", "add", bundle, "age", str(tmp_path / extra[0]), *extra[1:], "-o", str(out)], words)
+    fails(capsys, ["edits", "add", bundle, "Bad-Name", str(tmp_path / "fine.npy"), "-o", str(out)], "edit name")
+    fails(capsys, ["edits", "remove", bundle, "age", "-o", str(out)], "no edit 'age'")
+    fails(capsys, ["edits", "compute", bundle, "-k", "0", "-o", str(out)], "-k 0")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pvp") == []
     assert main(["edits", "add", bundle, "age", str(tmp_path / "fine.npy"), "-o", str(out)]) == 0
-    _fails(capsys, ["edits", "add", str(out), "age", str(tmp_path / "fine.npy"), "-o", str(tmp_path / "b.pvp")],
+    fails(capsys, ["edits", "add", str(out), "age", str(tmp_path / "fine.npy"), "-o", str(tmp_path / "b.pvp")],
            "already has an edit 'age'")
     assert not (tmp_path / "b.pvp").exists()
 

@@ -92,8 +92,10 @@ def as_shown(images: torch.Tensor, roll: torch.Tensor, frame_roll: FrameRoll | N
     """Generator output -> sRGB in [0, 1], rolled like the frames when they show roll."""
     if frame_roll is not None and frame_roll.shows_roll:
         rolled, coverage = frame_roll(images, roll)
-        # Outside the rolled crop the runtime shows transparency; here, the generator's black.
-        images = rolled - (1 - coverage)
+        # Outside the rolled crop the runtime shows transparency, i.e. whatever is behind the
+        # avatar; here that is the render's own background, unrolled (a pass-through capture's
+        # backdrop continues into the corners a roll uncovers).
+        images = rolled + (1 - coverage) * images
     return generator_to_srgb(images)
 
 
