@@ -56,9 +56,9 @@ class VIEW3D_PT_pvp_rig(PVPSidebar, bpy.types.Panel):
         layout.operator("pvp.free_runtime", icon="TRASH")
 
 
-class _ChannelGroupPanel(PVPSidebar):
+class _RigGroupPanel(PVPSidebar):
+    """A sub-panel of the rig for one channel group, with that group's reset button."""
     bl_parent_id = "VIEW3D_PT_pvp_rig"
-    bones: tuple[str, ...] = ()
     group = ""
 
     @classmethod
@@ -67,6 +67,10 @@ class _ChannelGroupPanel(PVPSidebar):
 
     def draw_header_preset(self, context):
         self.layout.operator("pvp.reset_channels", text="", icon="LOOP_BACK", emboss=False).group = self.group
+
+
+class _ChannelGroupPanel(_RigGroupPanel):
+    bones: tuple[str, ...] = ()
 
     def draw(self, context):
         rig = panel_rig(context)
@@ -121,16 +125,9 @@ class VIEW3D_PT_pvp_eyes(_ChannelGroupPanel, bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
 
-class VIEW3D_PT_pvp_expressions(PVPSidebar, bpy.types.Panel):
+class VIEW3D_PT_pvp_expressions(_RigGroupPanel, bpy.types.Panel):
     bl_label = "Expressions"
-    bl_parent_id = "VIEW3D_PT_pvp_rig"
-
-    @classmethod
-    def poll(cls, context):
-        return panel_rig(context) is not None
-
-    def draw_header_preset(self, context):
-        self.layout.operator("pvp.reset_channels", text="", icon="LOOP_BACK", emboss=False).group = "expression"
+    group = "expression"
 
     def draw(self, context):
         rig = panel_rig(context)
@@ -141,18 +138,11 @@ class VIEW3D_PT_pvp_expressions(PVPSidebar, bpy.types.Panel):
                 col.prop(rig, f'["{name}"]', slider=True)
 
 
-class VIEW3D_PT_pvp_edits(PVPSidebar, bpy.types.Panel):
+class VIEW3D_PT_pvp_edits(_RigGroupPanel, bpy.types.Panel):
     """The subject's appearance edits (GANSpace / InterFaceGAN directions in its bundle), as
     keyframable sliders; edits of an earlier subject that still hold keys are listed as problems."""
     bl_label = "Edits"
-    bl_parent_id = "VIEW3D_PT_pvp_rig"
-
-    @classmethod
-    def poll(cls, context):
-        return panel_rig(context) is not None
-
-    def draw_header_preset(self, context):
-        self.layout.operator("pvp.reset_channels", text="", icon="LOOP_BACK", emboss=False).group = "edit"
+    group = "edit"
 
     def draw(self, context):
         rig = panel_rig(context)
