@@ -57,6 +57,14 @@ class LiveLinkCapture:
     source: str
     row_times: np.ndarray  # [R] seconds since the first row, as recorded
     row_arkit: np.ndarray  # [R, 52] the weights as recorded (one row per captured frame)
+    row_rotations: np.ndarray  # [R, 9] the rotations as recorded
+
+    def at_rate(self, fps: float) -> "LiveLinkCapture":
+        """The same take resampled onto a uniform grid at ``fps`` (e.g. a Blender scene's rate)."""
+        grid = np.arange(int(math.floor(self.row_times[-1] * fps + 1e-6)) + 1) / fps
+        return LiveLinkCapture(_resample(self.row_times, self.row_arkit, grid),
+                               _resample(self.row_times, self.row_rotations, grid), fps, self.timecode_rate,
+                               self.source, self.row_times, self.row_arkit, self.row_rotations)
 
 
 def is_live_link_csv(path: str | os.PathLike) -> bool:
@@ -101,10 +109,8 @@ def read_live_link_csv(path: str | os.PathLike) -> LiveLinkCapture:
     for name, column in weights.items():
         arkit[:, ARKIT_NAMES.index(name)] = values[:, column]
     turns = values[:, [rotations[name] for name in ROTATION_COLUMNS]] * np.tile(ROTATION_SIGNS, 3)
-    fps = _clip_rate(times, rate)
-    grid = np.arange(int(math.floor(times[-1] * fps + 1e-6)) + 1) / fps
-    return LiveLinkCapture(_resample(times, arkit, grid), _resample(times, turns, grid), fps, rate, str(path),
-                           times, arkit)
+    recorded = LiveLinkCapture(arkit, turns, rate, rate, str(path), times, arkit, turns)
+    return recorded.at_rate(_clip_rate(times, rate))
 
 
 def _columns(header: list[str], path: Path) -> tuple[dict[str, int], dict[str, int]]:
