@@ -62,7 +62,7 @@ class PVP_OT_add_head_rig(bpy.types.Operator):
             except PVPError as exc:
                 self.report({"WARNING"}, f"no FLAME mesh: {exc}")
         if made_camera:  # frame the subject's head and the FLAME eyes, now that both are known
-            frame_front_camera(context.scene.camera, rig)
+            frame_front_camera(context.scene.camera, rig, context.scene.render)
         return {"FINISHED"}
 
 

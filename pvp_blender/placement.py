@@ -71,9 +71,10 @@ def stack_placements(placements: list) -> np.ndarray | None:
     return None if placements[0] is None else np.stack(placements)
 
 
-def frame_front_camera(camera, rig) -> None:
-    """Put ``camera`` in front of the rig's face so that the placed avatar fills a square render
-    as the centred crop did (50 mm lens, 36 mm sensor; the rig unrotated; the subject's framing,
+def frame_front_camera(camera, rig, render) -> None:
+    """Put ``camera`` in front of the rig's face so that the placed avatar fills the render's
+    shorter side, centred, as the centred crop did (at the render's current size and pixel aspect;
+    50 mm lens, 36 mm sensor, fitted to the longer side; the rig unrotated; the subject's framing,
     or the default one while the rig has no readable subject)."""
     from .rig import rig_subject
     try:
@@ -88,6 +89,8 @@ def frame_front_camera(camera, rig) -> None:
     crop_centre = midpoint + Vector(((0.5 - head_centre[0]) * side, 0.0, (head_centre[1] - 0.5) * side))
     camera.data.lens, camera.data.sensor_width, camera.data.sensor_fit = FRONT_LENS, FRONT_SENSOR, "AUTO"
     camera.data.type = "PERSP"
-    camera.location = crop_centre - Vector((0.0, frame_filling_distance(side, FRONT_LENS, FRONT_SENSOR), 0.0))
+    shape = (render.resolution_x * render.pixel_aspect_x, render.resolution_y * render.pixel_aspect_y)
+    distance = frame_filling_distance(side, FRONT_LENS, FRONT_SENSOR) * max(shape) / min(shape)
+    camera.location = crop_centre - Vector((0.0, distance, 0.0))
     camera.rotation_mode = "XYZ"
     camera.rotation_euler = (np.pi / 2, 0.0, 0.0)  # looking along +Y, at the face

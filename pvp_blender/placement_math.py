@@ -136,5 +136,5 @@ def placement_affine(camera: CameraView, eye_midpoint, eye_distance_m: float, ri
 
 def frame_filling_distance(crop_side_m: float, lens: float = 50.0, sensor: float = 36.0) -> float:
     """How far a perspective camera must be from the head for a crop ``crop_side_m`` metres wide
-    to fill a square render (sensor fitted horizontally): today's centred framing."""
+    to fill the side its sensor is fitted to: the centred framing, on a square render."""
     return crop_side_m * lens / sensor

@@ -81,7 +81,7 @@ def add_front_camera(context, rig):
     at the face, framed so that the placed avatar fills a square render (``placement.py``)."""
     from .placement import frame_front_camera
     camera = bpy.data.objects.new("PVP Camera", bpy.data.cameras.new("PVP Camera"))
-    frame_front_camera(camera, rig)
+    frame_front_camera(camera, rig, context.scene.render)
     context.collection.objects.link(camera)
     context.scene.camera = camera
     return camera

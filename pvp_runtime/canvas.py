@@ -61,10 +61,12 @@ def warp_on_canvas(frames: np.ndarray, affines: np.ndarray, width: int, height: 
     coordinates -> canvas pixel coordinates, both with (0, 0) at the top-left corner of the first
     pixel, y down) on a ``width`` x ``height`` canvas, transparent outside the crop.
 
-    Bilinear sampling of premultiplied colour, so the crop's edges are antialiased; a frame shrunk
-    by more than 2x is first box-filtered (``antialias``) to about its placed size so fine detail
-    does not alias.  An affine whose 2x2 part is singular (the head behind the camera) gives a
-    transparent frame.
+    Bilinear sampling of premultiplied colour (the crop's border pixels repeat up to its edge), times
+    the share of each output pixel the crop covers, so its edge is antialiased over one output
+    pixel and exactly where the affine puts it (a whole-pixel placement has a hard edge, as
+    ``place_on_canvas``); a frame shrunk by more than 2x is first box-filtered (``antialias``) to
+    about its placed size so fine detail does not alias.  An affine whose 2x2 part is singular
+    (the head behind the camera) gives a transparent frame.
     """
     if not (1 <= width <= MAX_CANVAS_SIDE and 1 <= height <= MAX_CANVAS_SIDE):
         raise ValueError(f"canvas {width} x {height} is outside 1..{MAX_CANVAS_SIDE}")
@@ -89,6 +91,38 @@ def warp_on_canvas(frames: np.ndarray, affines: np.ndarray, width: int, height: 
         y = inverse[1, 0] * (columns - affine[0, 2]) + inverse[1, 1] * (rows - affine[1, 2])
         # grid_sample's [-1, 1] spans the crop's outer edges (align_corners=False), whatever its size.
         grid = torch.from_numpy(np.stack([2 * x / size - 1, 2 * y / size - 1], axis=-1)[None]).float()
-        sampled = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        canvas[index] = sampled[0].permute(1, 2, 0).clamp(min=0.0).numpy()
+        sampled = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # Coverage along each crop axis: distance inside the crop's edge in output pixels, plus a half.
+        stretch = np.linalg.norm(linear, axis=0)  # output pixels per crop pixel along crop x and y
+        coverage = np.ones_like(x)
+        for coordinate, factor in ((x, stretch[0]), (y, stretch[1])):
+            coverage *= np.clip((size / 2 - np.abs(coordinate - size / 2)) * factor + 0.5, 0.0, 1.0)
+        placed = sampled[0].permute(1, 2, 0).clamp(min=0.0).numpy() * coverage[..., None].astype(np.float32)
+        canvas[index] = placed
     return canvas
+
+
+def column_affines(columns: dict, count: int, width: int, height: int, resolution: int,
+                   head_centre: tuple[float, float]) -> np.ndarray:
+    """``[count, 2, 3]`` affines from ``pvp render``'s ``place_*`` columns (``contract/placement_columns.py``).
+
+    A column left out takes the centred framing's value: the head centre where the centred crop
+    puts it, the scale that fits the crop to the canvas, no turn.
+    """
+    side, left, top = fit_rect(resolution, width, height)
+    defaults = {"place_x": left + head_centre[0] * side, "place_y": top + head_centre[1] * side,
+                "place_scale": side / resolution, "place_angle": 0.0}
+    values = {name: np.broadcast_to(np.asarray(columns.get(name, default), dtype=np.float64), (count,))
+              for name, default in defaults.items()}
+    anchor = (head_centre[0] * resolution, head_centre[1] * resolution)
+    return np.stack([similarity(values["place_x"][i], values["place_y"][i], values["place_scale"][i],
+                                values["place_angle"][i], anchor) for i in range(count)])
+
+
+def to_srgb8(frames: np.ndarray) -> np.ndarray:
+    """Canvas frames (linear premultiplied) -> uint8 sRGB with straight alpha, as PNG files want."""
+    from .imaging import linear_to_srgb, srgb_to_uint8, unpremultiply
+    rgba = torch.from_numpy(np.ascontiguousarray(frames))
+    alpha = rgba[..., 3:]
+    srgb = linear_to_srgb(unpremultiply(rgba[..., :3], alpha))
+    return srgb_to_uint8(torch.cat([srgb, alpha.clamp(0.0, 1.0)], dim=-1)).numpy()

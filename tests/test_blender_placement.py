@@ -39,8 +39,6 @@ SCENARIO = textwrap.dedent("""
     default_camera = [list(camera.location), list(camera.rotation_euler)]
     eyes_rest = [rig.data.bones[n].head_local for n in ("eye.L", "eye.R")]
     side = (eyes_rest[0] - eyes_rest[1]).length / 0.25  # the crop's width in metres (default framing)
-    camera.location = Vector((0.0, -1.0, 0.16))
-
     def expected():
         "Where Blender's camera puts the crop: its centre and its width and height, in pixels."
         bpy.context.view_layer.update()
@@ -62,6 +60,8 @@ SCENARIO = textwrap.dedent("""
         bpy.ops.render.render(write_still=True)
         cases[name] = expected()
 
+    render("new_rig")  # the camera a new rig brings frames it like the centred crop
+    camera.location = Vector((0.0, -1.0, 0.16))
     render("base")
     rig.location.x = 0.1  # to camera-right
     render("rig_right")
@@ -151,21 +151,33 @@ def test_camera_roll_turns_the_avatar(placed):
         assert alpha[inside[1], inside[0]] > 0.9 and alpha[outside[1], outside[0]] < 0.1, corner
 
 
-def test_lock_to_frame_centre_gives_todays_frame(placed, tiny_bundle_path):
-    _, frames = placed
+def todays_frame(tiny_bundle_path):
+    """The centred frame at the test's resolution, as PNG values (alpha; sRGB where alpha is 1)."""
     avatar = Avatar.load(tiny_bundle_path, device="cpu")
     linear = place_on_canvas(avatar.render(avatar.layout.defaults(1)).linear, WIDTH, HEIGHT)[0]
-    got = read_png_rgba(frames / "locked.png").astype(np.int32)
-    assert np.array_equal(got[..., 3], np.round(linear[..., 3] * 255).astype(np.int32))
     encoded = np.where(linear[..., :3] <= 0.0031308, linear[..., :3] * 12.92,
                        1.055 * np.clip(linear[..., :3], 0.0031308, 1) ** (1 / 2.4) - 0.055)
-    inside = linear[..., 3] == 1.0
-    assert np.abs(got[..., :3][inside] - np.round(encoded * 255)[inside]).max() <= 1
+    return np.round(linear[..., 3] * 255).astype(np.int32), np.round(encoded * 255).astype(np.int32)
 
 
-def test_a_new_rigs_camera_frames_the_placed_avatar_like_the_centred_crop(placed):
-    got, _ = placed
+def test_lock_to_frame_centre_gives_todays_frame(placed, tiny_bundle_path):
+    _, frames = placed
+    alpha, rgb = todays_frame(tiny_bundle_path)
+    got = read_png_rgba(frames / "locked.png").astype(np.int32)
+    assert np.array_equal(got[..., 3], alpha)
+    inside = alpha == 255
+    assert np.abs(got[..., :3][inside] - rgb[inside]).max() <= 1
+
+
+def test_a_new_rigs_camera_frames_the_placed_avatar_like_the_centred_crop(placed, tiny_bundle_path):
+    got, frames = placed
     location, rotation = got["default_camera"]
-    # Eye midpoint (0, -0.075, 0.165) of the default rig; crop 0.256 m wide; 50 mm on 36 mm.
-    assert location == pytest.approx([0.0, -0.075 - 0.256 * 50 / 36, 0.165 - 0.03 * 0.256], abs=1e-4)
+    # Eye midpoint (0, -0.075, 0.165) of the default rig; crop 0.256 m wide; 50 mm on 36 mm fitted to
+    # the 160 px width, so 4/3 further away for the crop to fill the 120 px height.
+    assert location == pytest.approx([0.0, -0.075 - 0.256 * 50 / 36 * 4 / 3, 0.165 - 0.03 * 0.256], abs=1e-4)
     assert rotation == pytest.approx([math.pi / 2, 0.0, 0.0], abs=1e-6)
+    alpha, rgb = todays_frame(tiny_bundle_path)
+    placed_frame = read_png_rgba(frames / "new_rig.png").astype(np.int32)
+    inside = alpha == 255
+    assert np.abs(placed_frame[..., :3][inside] - rgb[inside]).max() <= 1
+    assert np.abs(placed_frame[..., 3] - alpha).max() <= 1

@@ -123,10 +123,14 @@ def test_centred_similarity_matches_todays_canvas():
     frames = crop(16)
     scale = 32 / 16
     placed = warp_on_canvas(frames, [similarity(24, 16, scale, 0.0, (8, 8))], 48, 32)
-    today = place_on_canvas(frames, 48, 32)
-    # The same inside; at the crop's edge today's resize repeats the border where the warp fades out.
-    assert np.abs(placed - today)[:, 1:-1, 9:-9].max() < 1e-5
-    assert placed[0, :, :7].max() == 0 and placed[0, 0, 20, 3] == pytest.approx(0.75)  # half a crop pixel of fade
+    assert np.abs(placed - place_on_canvas(frames, 48, 32)).max() < 1e-5  # hard edges where they were
+
+
+def test_edges_are_antialiased_where_the_affine_puts_them():
+    frames = np.ones((1, 4, 4, 4), dtype=np.float32)
+    placed = warp_on_canvas(frames, [similarity(5.25, 4.0, 2.0, 0.0, (2, 2))], 12, 8)
+    # The crop spans x 1.25 .. 9.25: pixel 1 is three quarters covered, pixel 9 a quarter.
+    assert placed[0, 4, :, 3] == pytest.approx([0, 0.75, 1, 1, 1, 1, 1, 1, 1, 0.25, 0, 0])
 
 
 # --------------------------------------------------------------------------- the protocol
@@ -152,3 +156,59 @@ def test_runtime_places_frames_when_the_request_carries_placement(tiny_bundle_pa
         server.avatar.render(channels, outputs=("linear",)).linear, 40, 24))
     with pytest.raises(protocol.ProtocolError, match="placement"):
         render(placement=[[1, 0, 0, 0, 1]] * 2)
+
+
+# --------------------------------------------------------------------------- pvp render's place_* columns
+
+def write_placed_clip(path, layout, **columns):
+    names = ["frame", *layout.names[:3], *columns]
+    rows = [[i, 0.0, 0.0, 0.0, *(values[i] for values in columns.values())] for i in range(2)]
+    path.write_text("# head_rotation: Rz(roll) Ry(yaw) Rx(pitch)\n" + "\n".join(
+        ",".join(str(v) for v in row) for row in [names, *rows]) + "\n")
+
+
+def test_render_places_frames_by_their_columns(tmp_path, tiny_bundle_path, layout, capsys):
+    from pvp_runtime.cli.main import main
+    from pvp_runtime.image_io import read_png_rgba
+    clip = tmp_path / "placed.csv"
+    write_placed_clip(clip, layout, place_x=[20.0, 44.0], place_y=[30.0, 18.0], place_scale=[1.0, 0.5])
+    assert main(["render", str(tiny_bundle_path), str(clip), "-o", str(tmp_path / "out"), "--width", "64",
+                 "--height", "48", "--device", "cpu"]) == 0
+    for i, (x, y, scale) in enumerate(((20.0, 30.0, 1.0), (44.0, 18.0, 0.5))):
+        alpha = read_png_rgba(tmp_path / "out" / f"frame_{i:04d}.png")[..., 3].astype(np.float64)
+        assert alpha.shape == (48, 64)
+        rows, columns = np.indices(alpha.shape) + 0.5
+        centroid = np.array([(columns * alpha).sum(), (rows * alpha).sum()]) / alpha.sum()
+        # The crop's centre sits (0.5 - 0.47) of the crop below the head centre (the default framing).
+        assert centroid == pytest.approx([x, y + 0.03 * 32 * scale], abs=0.05)
+        assert alpha.sum() / 255 == pytest.approx((32 * scale) ** 2, rel=0.02)
+
+
+def test_render_on_a_larger_canvas_without_columns_is_centred(tmp_path, tiny_bundle_path):
+    from pvp_runtime.avatar import Avatar
+    from pvp_runtime.canvas import to_srgb8
+    from pvp_runtime.cli.main import main
+    from pvp_runtime.contract.channel_files import read_channel_file
+    from pvp_runtime.image_io import read_png_rgba
+    clip_csv = tmp_path / "clip.csv"
+    assert main(["example-channels", str(clip_csv), "--frames", "3", "--expressions", "10"]) == 0
+    assert main(["render", str(tiny_bundle_path), str(clip_csv), "-o", str(tmp_path / "out"), "--width", "48",
+                 "--height", "32", "--frames", "0:1", "--device", "cpu"]) == 0
+    avatar = Avatar.load(tiny_bundle_path, device="cpu")
+    frames = read_channel_file(clip_csv, avatar.layout).frames[:1]
+    expected = to_srgb8(place_on_canvas(avatar.render(frames).linear, 48, 32))[0]
+    got = read_png_rgba(tmp_path / "out" / "frame_0000.png")
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("columns, words", [
+    ({"place_x": [1.0, 2.0], "place_scale": [1.0, -1.0]}, ["frame 1", "place_scale", "> 0"]),
+    ({"place_y": [1.0, float("nan")]}, ["frame 1", "place_y", "finite"]),
+])
+def test_bad_placement_columns_are_refused(tmp_path, tiny_bundle_path, layout, capsys, columns, words):
+    from cli_helpers import fails
+    clip = tmp_path / "bad.csv"
+    write_placed_clip(clip, layout, **columns)
+    fails(capsys, ["render", str(tiny_bundle_path), str(clip), "-o", str(tmp_path / "out"), "--device", "cpu"],
+          str(clip), *words)
+    assert not (tmp_path / "out").exists()
