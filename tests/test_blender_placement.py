@@ -19,6 +19,7 @@ from pvp_runtime.avatar import Avatar
 from pvp_runtime.canvas import place_on_canvas
 from pvp_runtime.image_io import read_png_rgba
 
+from asset_builders import face_flame_arrays
 from blender_helpers import run_blender_scenario
 
 WIDTH, HEIGHT = 160, 120
@@ -37,6 +38,7 @@ SCENARIO = textwrap.dedent("""
     rig = bpy.context.object
     camera = scene.camera
     default_camera = [list(camera.location), list(camera.rotation_euler)]
+    import numpy as np
     eyes_rest = [rig.data.bones[n].head_local for n in ("eye.L", "eye.R")]
     side = (eyes_rest[0] - eyes_rest[1]).length / 0.25  # the crop's width in metres (default framing)
     def expected():
@@ -90,7 +92,28 @@ SCENARIO = textwrap.dedent("""
     render("rig_scaled")
     rig.pvp_rig.lock_to_frame_centre = True  # wherever rig and camera are: today's framing
     render("locked")
-    result(cases=cases, default_camera=default_camera)
+
+    # A rig with the FLAME mesh (its eye bones moved onto FLAME's eye joints): where the engine puts
+    # the crop's eyes, against the mesh's own eye joints (FLAME's regressor on its evaluated vertices).
+    prefs.flame_model = ARGS["flame"]
+    bpy.ops.pvp.add_head_rig(subject_path=ARGS["subject"])
+    flame_rig = bpy.context.object
+    mesh = [c for c in flame_rig.children if c.get("pvp_flame_mesh")][0]
+    subject = module("runtime_session").SESSION.subject(ARGS["subject"])
+    flame = {}
+    for name, move in (("rest", lambda: None), ("moved", lambda: setattr(flame_rig, "location", (0.05, 0.1, -0.02))),
+                       ("turned", lambda: setattr(flame_rig, "rotation_euler", (0.0, 0.3, 0.0))),
+                       ("camera", lambda: setattr(camera, "location", (0.03, -0.7, 0.12)))):
+        move()
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        evaluated = mesh.evaluated_get(depsgraph)
+        vertices = np.array([mesh.matrix_world @ v.co for v in evaluated.data.vertices])
+        eyes = [list(world_to_camera_view(scene, camera, Vector(ARGS["regressor"][j] @ vertices)))
+                for j in (3, 4)]
+        affine = module("placement").frame_placement(depsgraph, flame_rig, subject, ARGS["width"], ARGS["height"])
+        flame[name] = {"eyes": eyes, "affine": affine.tolist()}
+    result(cases=cases, default_camera=default_camera, flame=flame, resolution=subject.resolution,
+           head_centre=subject.head_centre, eye_distance=subject.eye_distance)
 """)
 
 
@@ -109,9 +132,12 @@ def alpha_geometry(path):
 @pytest.fixture(scope="module")
 def placed(tmp_path_factory, blender_python, tiny_bundle_path):
     root = tmp_path_factory.mktemp("placement")
+    arrays = face_flame_arrays()
+    np.savez(root / "face.npz", **{k: v for k, v in arrays.items() if isinstance(v, np.ndarray)})
     got = run_blender_scenario(blender_python, root / "scenario", SCENARIO, subject=str(tiny_bundle_path),
                                out=str(root / "frames"), width=WIDTH, height=HEIGHT, python=sys.executable,
-                               source=str(Path(__file__).resolve().parents[1]))
+                               source=str(Path(__file__).resolve().parents[1]), flame=str(root / "face.npz"),
+                               regressor=arrays["J_regressor"].tolist())
     return got, root / "frames"
 
 
@@ -181,3 +207,18 @@ def test_a_new_rigs_camera_frames_the_placed_avatar_like_the_centred_crop(placed
     inside = alpha == 255
     assert np.abs(placed_frame[..., :3][inside] - rgb[inside]).max() <= 1
     assert np.abs(placed_frame[..., 3] - alpha).max() <= 1
+
+
+@pytest.mark.parametrize("case", ["rest", "moved", "turned", "camera"])
+def test_flame_mesh_eyes_line_up_with_the_rendered_eyes(placed, case):
+    """The crop's eye midpoint and eye distance land on the FLAME mesh's eyes as the camera sees them."""
+    got, _ = placed
+    flame = got["flame"][case]
+    affine = np.array(flame["affine"])
+    eyes = np.array([[x * WIDTH, (1 - y) * HEIGHT] for x, y, _ in flame["eyes"]])
+    size = got["resolution"]
+    rendered_centre = affine @ np.append(np.array(got["head_centre"]) * size, 1.0)
+    assert rendered_centre == pytest.approx(eyes.mean(axis=0), abs=0.05)
+    rendered_eyes = affine[:, :2] @ np.array([got["eye_distance"] * size, 0.0])  # right eye minus left, on screen
+    # The subject's left eye (+x) shows on the image's right: the crop's +x is the mesh's left - right.
+    assert rendered_eyes == pytest.approx(eyes[0] - eyes[1], abs=0.05)
