@@ -131,3 +131,12 @@ def key_clip(rig, frames: np.ndarray, layout: ChannelLayout, times: np.ndarray, 
             write_keys(fcurves, f'["{name}"]', 0, times, frames[:, column], "Edits")
             written += 1
     return written
+
+
+def key_properties(rig, names, values: np.ndarray, times: np.ndarray, group: str) -> int:
+    """Key custom properties ``names`` (columns of ``values`` [F, len(names)]) at ``times``, keeping
+    their animation outside the clip's frames (``key_splice``).  Returns the F-curves written."""
+    fcurves = fcurve_collection(rig)
+    for column, name in enumerate(names):
+        write_keys(fcurves, f'["{name}"]', 0, times, np.asarray(values[:, column], dtype=np.float64), group)
+    return len(names)

@@ -20,9 +20,10 @@ from ..pvp_runtime.contract.errors import PVPError
 from ..pvp_runtime.formats.flame import read_flame_model
 from . import rig as rig_module
 from .flame_mesh_math import (BONE_OF_JOINT, NUM_CORRECTIVES, SHAPE_KEY_LIMIT, corrective_name, corrective_values,
-                              flame_mesh_data)
+                              face_offsets, flame_mesh_data)
 
 MESH_FLAG = "pvp_flame_mesh"  # custom property marking the mesh objects this module keeps posed
+FLAME_FILE = "pvp_flame_file"  # the FLAME file a mesh was built from (ARKit shape keys are rebuilt from it)
 
 
 def flame_meshes(rig) -> list:
@@ -49,6 +50,7 @@ def add_flame_mesh(context, rig, flame_path: str):
     obj.parent = rig
     obj.matrix_parent_inverse.identity()
     obj[MESH_FLAG] = True
+    obj[FLAME_FILE] = flame_path
 
     for joint, bone_name in enumerate(BONE_OF_JOINT):
         group = obj.vertex_groups.new(name=bone_name)
@@ -62,17 +64,44 @@ def add_flame_mesh(context, rig, flame_path: str):
     obj.shape_key_add(name="Basis", from_mix=False)
     names = rig_module.expression_names(rig.pvp_rig.num_expressions)
     for name, offsets in zip(names, data.expression_offsets):
-        key = _shape_key(obj, name, data.vertices + offsets)
-        driver = key.driver_add("value").driver
-        driver.type = "AVERAGE"
-        variable = driver.variables.new()
-        variable.type = "SINGLE_PROP"
-        variable.targets[0].id = rig
-        variable.targets[0].data_path = f'["{name}"]'
+        _driven_key(obj, name, data.vertices + offsets, rig, name)
     for index in range(NUM_CORRECTIVES):
         _shape_key(obj, corrective_name(index), data.vertices + data.corrective_offsets[index])
+    update_face_shape_keys(rig, obj, data)
     update_correctives(rig, obj, context.evaluated_depsgraph_get(), context.scene.frame_current)
     return obj
+
+
+def _driven_key(obj, name: str, coordinates: np.ndarray, rig, property_name: str):
+    key = _shape_key(obj, name, coordinates)
+    driver = key.driver_add("value").driver
+    driver.type = "AVERAGE"
+    variable = driver.variables.new()
+    variable.type = "SINGLE_PROP"
+    variable.targets[0].id = rig
+    variable.targets[0].data_path = f'["{property_name}"]'
+    return key
+
+
+def update_face_shape_keys(rig, obj, data=None) -> None:
+    """One shape key per ARKit slider the rig's map moves (``flame_mesh_math.face_offsets``), driven by
+    the slider; none without a map.  Rebuilt whenever the map changes."""
+    from . import face_controls  # local: face_controls imports this module lazily too
+    keys = obj.data.shape_keys
+    for block in list(keys.key_blocks) if keys else ():
+        if block.name.startswith(face_controls.PROPERTY_PREFIX):
+            block.driver_remove("value")
+            obj.shape_key_remove(block)
+    path = face_controls.map_file(rig)
+    if not path:
+        return
+    if data is None:
+        data = flame_mesh_data(read_flame_model(bpy.path.abspath(obj[FLAME_FILE])), rig.pvp_rig.num_expressions)
+    layout = ChannelLayout(rig.pvp_rig.num_expressions)
+    offsets = face_offsets(data, face_controls.layout_weights(path, layout), layout)
+    for name, offset in zip(face_controls.PROPERTY_NAMES, offsets):
+        if np.abs(offset).max() > 0:
+            _driven_key(obj, name, data.vertices + offset, rig, name)
 
 
 def _shape_key(obj, name: str, coordinates: np.ndarray):

@@ -8,7 +8,12 @@ The mesh reproduces FLAME's own skinning with Blender's native pieces:
   whose values are FLAME's pose feature: the entries of ``R_j - I`` for the
   neck, jaw, left and right eye local rotations (row-major, in FLAME axes);
 * **joint rotations** -> the rig's armature: bone heads sit on FLAME's joints
-  (regressed from the template) and vertex groups carry FLAME's skinning weights.
+  (regressed from the template) and vertex groups carry FLAME's skinning weights;
+* **ARKit sliders** (a map on the rig) -> one shape key per ARKit name, ``arkit_jawOpen`` ...,
+  driven by the rig's ``arkit_*`` property: the map's expression column times the expression
+  blend shapes, plus its jaw and eye rotations linearised (``omega x (v - joint)`` times the
+  joint's skin weight; a display approximation, within a few per cent of the rotation's
+  displacement at 0.3 rad; renders use the exact channels).
 
 Everything is in the rig's armature space: Blender axes (``BLENDER_TO_FLAME``),
 origin at FLAME's root joint, which is where the rig's ``head`` bone starts.
@@ -77,3 +82,25 @@ def posed_vertices(model: FlameModel, frame: np.ndarray, layout: ChannelLayout) 
     count = min(len(expression), model.num_expressions)
     vertices, _ = model.pose(pose, expression=expression[:count])
     return to_blender(vertices - model.joints(model.v_template)[0])
+
+
+#: The rotating joints a map can move, with their channel group offsets (jaw, left eye, right eye).
+_MAPPED_JOINTS = ((2, "jaw", 0), (3, "eyes", 0), (4, "eyes", 3))
+
+
+def face_offsets(data: FlameMeshData, weights: np.ndarray, layout: ChannelLayout) -> np.ndarray:
+    """``[52, V, 3]``: what one unit of each ARKit slider adds to the mesh, from ``weights`` [C, 52]
+    (the map on ``layout``, ``contract.arkit.ArkitMap.on_layout``)."""
+    expression = layout.slice("expression")
+    count = min(layout.num_expressions, len(data.expression_offsets))
+    rows = weights[expression.start:expression.start + count]          # [E, 52]
+    offsets = np.einsum("ea,evc->avc", rows, data.expression_offsets[:count])
+    for joint, group, start in _MAPPED_JOINTS:
+        part = layout.slice(group)
+        omega_flame = weights[part.start + start:part.start + start + 3]  # [3, 52] axis-angle per unit slider
+        if not omega_flame.any():
+            continue
+        omega = (BLENDER_TO_FLAME.T @ omega_flame).T                    # [52, 3] in Blender axes
+        arm = data.vertices - data.joints[joint]                        # [V, 3]
+        offsets += data.weights[None, :, joint, None] * np.cross(omega[:, None, :], arm[None])
+    return offsets

@@ -10,8 +10,10 @@ from bpy_extras.io_utils import ImportHelper
 from ..pvp_runtime.contract.channel_files import SUPPORTED_SUFFIXES
 from ..pvp_runtime.contract.channels import DEFAULT_NUM_EXPRESSIONS, ChannelLayout, ChannelStats, normalize_reenactment
 from ..pvp_runtime.contract.errors import PVPError
+from ..pvp_runtime.formats.arkit_maps import HOW_TO_GET_ONE
 from ..pvp_runtime.formats.channel_sources import read_any_channels
-from . import animation, compositing, flame_mesh, interpreters, viewport
+from ..pvp_runtime.formats.live_link import capture_frames, is_live_link_csv, read_live_link_csv
+from . import animation, compositing, face_controls, flame_mesh, interpreters, viewport
 from . import rig as rig_module
 from .latest_only import LatestOnlyWorker
 from .placement import frame_front_camera
@@ -259,7 +261,7 @@ class PVP_OT_detect_interpreter(bpy.types.Operator):
 
 
 class PVP_OT_import_channels(bpy.types.Operator, ImportHelper):
-    """Keyframe a per-frame clip onto the rig: a channel file (.npz .json .csv), DECA or SMIRK codes (.npz), feats.json, or an EMOCA --save_codes folder (open it, select no file)"""
+    """Keyframe a per-frame clip onto the rig: a channel file (.npz .json .csv), DECA or SMIRK codes (.npz), feats.json, a Live Link Face capture (.csv, through an ARKit map), or an EMOCA --save_codes folder (open it, select no file)"""
     bl_idname = "pvp.import_channels"
     bl_label = "Import Channel Clip"
     bl_options = {"REGISTER", "UNDO"}
@@ -275,6 +277,13 @@ class PVP_OT_import_channels(bpy.types.Operator, ImportHelper):
     key_all: bpy.props.BoolProperty(name="Key resting groups", default=False,
                                     description="Also key channel groups that stay at rest for the whole clip "
                                                 "(otherwise their existing animation is kept)")
+    arkit_map: bpy.props.StringProperty(name="ARKit map", subtype="FILE_PATH",
+                                        description="For a Live Link Face capture: the ARKit -> FLAME map (empty: "
+                                                    "the rig's, else the one in the add-on preferences)")
+    key_arkit: bpy.props.BoolProperty(name="Key ARKit sliders", default=False,
+                                      description="For a Live Link Face capture: key the rig's 52 ARKit sliders "
+                                                  "(Face panel) so the capture can be edited by name, instead of the "
+                                                  "FLAME channels they map to; sets the rig's map")
 
     @classmethod
     def poll(cls, context):
@@ -283,7 +292,7 @@ class PVP_OT_import_channels(bpy.types.Operator, ImportHelper):
     def execute(self, context):
         try:
             count, frames = import_clip(context.scene, active_rig(context), self.filepath, self.start_frame,
-                                        self.match_fps, self.reenact, self.key_all)
+                                        self.match_fps, self.reenact, self.key_all, self.arkit_map, self.key_arkit)
         except PVPError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -292,7 +301,7 @@ class PVP_OT_import_channels(bpy.types.Operator, ImportHelper):
 
 
 def import_clip(scene, rig, path: str, start_frame: int, match_fps: bool = True, reenact: bool = False,
-                key_all: bool = False) -> tuple[int, int]:
+                key_all: bool = False, arkit_map: str = "", key_arkit: bool = False) -> tuple[int, int]:
     path = bpy.path.abspath(path)
     if rig.pvp_rig.subject_path:
         subject = SESSION.subject(rig_module.subject_file(rig))
@@ -304,14 +313,46 @@ def import_clip(scene, rig, path: str, start_frame: int, match_fps: bool = True,
         raise PVPError(f"rig '{rig.name}' has no subject: retargeting needs the subject's statistics")
     else:
         layout, stats = ChannelLayout(rig.pvp_rig.num_expressions), None
+    scene_fps = scene.render.fps / scene.render.fps_base
+    if is_live_link_csv(path):
+        return _import_live_link(scene_fps, rig, path, layout, stats, start_frame, match_fps, reenact, key_all,
+                                 arkit_map, key_arkit)
     clip = read_any_channels(path, layout)
     frames = clip.frames
     if reenact:
         frames = normalize_reenactment(frames, layout, stats, ChannelStats.of(frames))
-    scene_fps = scene.render.fps / scene.render.fps_base
     spacing = scene_fps / clip.fps if match_fps and clip.fps else 1.0
     times = start_frame + np.arange(len(frames)) * spacing
     return animation.key_clip(rig, frames, layout, times, key_all), len(frames)
+
+
+def _import_live_link(scene_fps, rig, path, layout, stats, start_frame, match_fps, reenact, key_all, arkit_map,
+                      key_arkit) -> tuple[int, int]:
+    """A Live Link Face take through a map (the dialog's, else the rig's, else the preferences'),
+    resampled to the scene's fps, keyed one scene frame apart from ``start_frame``."""
+    prefs = preferences()
+    chosen = arkit_map or rig.pvp_rig.arkit_map or (prefs.arkit_map if prefs else "")
+    if not chosen:
+        raise PVPError(f"{path}: a Live Link Face capture needs an ARKit map: choose one in the import dialog, on the "
+                       f"rig's Face panel or in the add-on preferences ({HOW_TO_GET_ONE})")
+    if key_arkit and reenact:
+        raise PVPError("retargeting works on FLAME channels: turn off Key ARKit sliders to retarget a capture")
+    map_path = bpy.path.abspath(chosen)
+    mapping = face_controls.load_map(map_path)
+    capture = read_live_link_csv(path)
+    if match_fps:
+        capture = capture.at_rate(scene_fps)
+    if key_arkit and face_controls.map_file(rig) != map_path:
+        rig.pvp_rig.arkit_map = chosen  # the sliders mean something only through this map
+    frames = capture_frames(capture, mapping, layout, arkit_sliders=key_arkit)
+    if reenact:
+        frames = normalize_reenactment(frames, layout, stats, ChannelStats.of(frames))
+    times = start_frame + np.arange(len(frames), dtype=np.float64)
+    count = animation.key_clip(rig, frames, layout, times, key_all)
+    if key_arkit:
+        face_controls.ensure_properties(rig)
+        count += animation.key_properties(rig, face_controls.PROPERTY_NAMES, capture.arkit, times, "Face")
+    return count, len(frames)
 
 
 class PVP_OT_setup_overlay(bpy.types.Operator):

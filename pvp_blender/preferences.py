@@ -44,6 +44,11 @@ class PVPAvatarPreferences(bpy.types.AddonPreferences):
         description="Your copy of FLAME (generic_model.pkl, flame2023.pkl or .npz; never bundled). When set, "
                     "new head rigs show the posed FLAME mesh")
 
+    arkit_map: bpy.props.StringProperty(
+        name="ARKit map", subtype="FILE_PATH",
+        description="Default ARKit -> FLAME map for importing Live Link Face captures onto rigs without one "
+                    "(our .npz, EMAGE's mat_final.npy or a mediapipe-blendshapes-to-flame mappings folder)")
+
     def draw(self, context):
         layout = self.layout
         col = layout.column()
@@ -63,6 +68,7 @@ class PVPAvatarPreferences(bpy.types.AddonPreferences):
         row.prop(self, "frame_timeout")
         col.separator()
         col.prop(self, "flame_model")
+        col.prop(self, "arkit_map")
         col.separator()
         row = col.row()
         row.label(text=f"Runtime: {SESSION.status()}", icon="SYSTEM")

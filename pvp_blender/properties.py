@@ -17,6 +17,11 @@ def _subject_changed(self, context):
     rig.sync_subject(self.id_data)
 
 
+def _arkit_map_changed(self, context):
+    from . import face_controls
+    face_controls.sync_map(self.id_data)
+
+
 def _is_rig(self, obj) -> bool:
     return obj.type == "ARMATURE" and obj.pvp_rig.is_rig
 
@@ -41,6 +46,12 @@ class PVPRigSettings(bpy.types.PropertyGroup):
                     "camera sees the rig's eyes, and moves and scales with the rig and the camera")
     eyes_note: bpy.props.StringProperty(name="Eyes", options={"SKIP_SAVE"},
                                         description="Why the eye channels do nothing on this subject, if they don't")
+    arkit_map: bpy.props.StringProperty(
+        name="ARKit Map", subtype="FILE_PATH", update=_arkit_map_changed,
+        description="ARKit -> FLAME map (our .npz from pvp learn-arkit-map, EMAGE's mat_final.npy or a "
+                    "mediapipe-blendshapes-to-flame mappings folder): gives the rig the 52 ARKit sliders of the "
+                    "Face panel, which add to the FLAME channels through it")
+    face_status: bpy.props.StringProperty(name="Face status", options={"SKIP_SAVE"})
 
 
 class PVPSceneSettings(bpy.types.PropertyGroup):

@@ -17,6 +17,7 @@ import numpy as np
 from ..pvp_runtime.contract.channels import (EDIT_PREFIX, ChannelLayout, expression_channels, expression_name,
                                              validate_frames)
 from ..pvp_runtime.contract.errors import BundleError, ChannelError, PVPError
+from . import face_controls
 from .rig_math import HEAD_EULER_ORDER, JOINT_EULER_ORDER, RIG_BONES, accumulated_rotation, channels_from_pose
 
 # Bone layout in metres, rig origin at the base of the neck; the face looks along -Y.
@@ -29,7 +30,7 @@ BONE_LAYOUT = (
     ("eye.L", (0.032, -0.075, 0.165), (0.032, -0.095, 0.165), "neck"),
     ("eye.R", (-0.032, -0.075, 0.165), (-0.032, -0.095, 0.165), "neck"),
 )
-GROUPS = ("head", "neck", "jaw", "eyes", "expression", "edit")
+GROUPS = ("head", "neck", "jaw", "eyes", "expression", "edit", "face")
 # A subject learns gaze only from a capture whose eyes moved; keyed eyes then change nothing.
 EYES_WITHOUT_EFFECT = "No effect on this subject (its capture had no gaze)"
 
@@ -210,7 +211,8 @@ def read_channels(rig_eval, layout: ChannelLayout, frame: int, check_edits: bool
     """The validated channel vector of an *evaluated* rig at ``frame``.
 
     Pose matrices include F-curves, drivers, NLA and constraints; custom properties
-    on the evaluated object include their animation and drivers.  An edit property the
+    on the evaluated object include their animation and drivers; the ARKit sliders add through
+    the rig's map (``face_controls``).  An edit property the
     layout lacks must be 0 (``check_edits``; the FLAME display mesh reads the rig channels
     alone and does not care).
     """
@@ -234,6 +236,7 @@ def read_channels(rig_eval, layout: ChannelLayout, frame: int, check_edits: bool
                                f"{layout.num_expressions} expressions")
         values.append(value)
     channels = channels_from_pose(accumulated, values, layout)
+    channels = face_controls.add_face_controls(channels, rig_eval, layout, frame)  # ARKit sliders, through the map
     for column, name in enumerate(layout.edit_names, start=layout.rig_size):
         channels[column] = _number(rig_eval.get(name, 0.0), source, frame, name)
     known = set(layout.edit_names)
@@ -269,3 +272,5 @@ def reset_channels(rig, group: str) -> None:
     if "edit" in groups:
         for name in edit_properties(rig):
             rig[name] = 0.0
+    if "face" in groups:
+        face_controls.reset(rig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..pvp_runtime.contract.arkit import ARKIT_GROUPS, ARKIT_NAMES, PROPERTY_PREFIX, arkit_group
 from ..pvp_runtime.contract.errors import PVPError
 from . import rig as rig_module
 from .engine import ENGINE_ID
@@ -161,6 +162,31 @@ class VIEW3D_PT_pvp_edits(_RigGroupPanel, bpy.types.Panel):
                     col.prop(rig, f'["{name}"]', text=f"{name[len('edit_'):]} (not in subject)")
 
 
+class VIEW3D_PT_pvp_face(_RigGroupPanel, bpy.types.Panel):
+    """ARKit's 52 named controls (jawOpen, mouthSmileLeft ...) as keyframable sliders, grouped like
+    ARKit's; shown when the rig has an ARKit map, through which they add to the FLAME channels."""
+    bl_label = "Face"
+    group = "face"
+
+    def draw(self, context):
+        rig = panel_rig(context)
+        layout = self.layout
+        layout.prop(rig.pvp_rig, "arkit_map")
+        status = rig.pvp_rig.face_status
+        if not rig.pvp_rig.arkit_map:
+            layout.label(text="Set an ARKit map for named controls (pvp learn-arkit-map)", icon="INFO")
+            return
+        if status:
+            layout.label(text=status, icon="INFO")
+        for group in ARKIT_GROUPS:
+            col = layout.column(align=True)
+            col.label(text=group.title())
+            for name in ARKIT_NAMES:
+                prop = PROPERTY_PREFIX + name
+                if arkit_group(name) == group and prop in rig.keys():
+                    col.prop(rig, f'["{prop}"]', text=name, slider=True)
+
+
 class RENDER_PT_pvp_avatar(bpy.types.Panel):
     bl_label = "PVP Avatar"
     bl_space_type = "PROPERTIES"
@@ -191,7 +217,7 @@ def draw_add_menu(self, context):
 
 
 CLASSES = (VIEW3D_PT_pvp_rig, VIEW3D_PT_pvp_head, VIEW3D_PT_pvp_neck, VIEW3D_PT_pvp_jaw, VIEW3D_PT_pvp_eyes,
-           VIEW3D_PT_pvp_expressions, VIEW3D_PT_pvp_edits, RENDER_PT_pvp_avatar)
+           VIEW3D_PT_pvp_expressions, VIEW3D_PT_pvp_edits, VIEW3D_PT_pvp_face, RENDER_PT_pvp_avatar)
 
 
 def register():

@@ -11,7 +11,8 @@ from pvp_runtime.contract.channels import ChannelLayout
 from pvp_runtime.fit.control import PERCENTILES, control_sheet, moved, neutral_frame, sweeps, swept_channels
 from pvp_runtime.fit.data import Split
 from pvp_runtime.fit.evaluate import NO_LANDMARKS, evaluate_held_out, render_channels
-from pvp_runtime.fit.frame_roll import FrameRoll, covered_mse
+from pvp_runtime.fit.frame_roll import FrameRoll
+from pvp_runtime.fit.pixel_loss import covered_mse
 from pvp_runtime.fit.metrics import psnr, ssim
 from pvp_runtime.fit.pivots import head_pose_features, nearest_frames
 from pvp_runtime.fit.prepared import PreparedClip

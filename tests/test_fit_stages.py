@@ -163,7 +163,7 @@ def test_scratch_prior_in_pivots_mode_fits_the_pivots(clip, prepared, lpips):
     first = stage.step(0)
     for i in range(1, stage.total_steps):
         last = stage.step(i)
-    assert last["pivot_mse"] < 0.5 * first["pivot_mse"] and last["lpips"] < first["lpips"], (first, last)
+    assert last["pivot_pixel"] < 0.5 * first["pivot_pixel"] and last["lpips"] < first["lpips"], (first, last)
     assert stage.pivots_ws().shape == (3, generator.num_ws, 16)
     assert not torch.equal(stage.pivots_ws()[0], stage.pivots_ws()[1])
     # The mappers are stage 2's in this mode.
@@ -176,8 +176,8 @@ def test_joint_scratch_prior_trains_generator_codes_and_mappers_on_every_frame(c
     pivots = model.pivots.detach().clone()
     records = [stage.step(i) for i in range(stage.total_steps)]
     # Both terms are optimised: the frames through the mappers, the pivots through their codes.
-    assert np.mean([r["mse"] for r in records[-4:]]) < 0.6 * np.mean([r["mse"] for r in records[:4]]), records
-    assert records[-1]["pivot_mse"] < records[0]["pivot_mse"]
+    assert np.mean([r["pixel"] for r in records[-4:]]) < 0.6 * np.mean([r["pixel"] for r in records[:4]]), records
+    assert records[-1]["pivot_pixel"] < records[0]["pivot_pixel"]
     for before, module in ((pose, model.pose_mapper), (expression, model.expression_mapper)):
         assert any(not torch.equal(v, module.state_dict()[k]) for k, v in before.items()), "a mapper did not train"
     assert not torch.equal(pivots, model.pivots.detach())

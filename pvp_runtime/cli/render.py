@@ -32,6 +32,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("channels", type=Path, help="per-frame channels (.npz, .json or .csv) or tracker output")
     parser.add_argument("--channel-source", choices=SOURCES, default="auto",
                         help="layout of CHANNELS (default: detected from its contents)")
+    parser.add_argument("--arkit-map", type=Path, metavar="MAP",
+                        help="ARKit -> FLAME map for a Live Link Face capture (see pvp convert-channels)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--frames", metavar="A:B", help="render frames A..B-1 only (Python slice, 0-based)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
@@ -89,7 +91,7 @@ def run(args) -> int:
         if value is not None and not 1 <= value <= MAX_CANVAS_SIDE:
             raise PVPError(f"--{name} must be between 1 and {MAX_CANVAS_SIDE}, got {value}")
     avatar = Avatar.load(args.bundle, device=args.device, half=args.half)
-    clip = read_any_channels(args.channels, avatar.layout, args.channel_source)
+    clip = read_any_channels(args.channels, avatar.layout, args.channel_source, arkit_map=args.arkit_map)
     selected = parse_frame_range(args.frames, len(clip.frames))
     frames = clip.frames
     if args.reenact:

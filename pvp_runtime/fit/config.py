@@ -24,6 +24,7 @@ from typing import Any
 
 from ..contract.atomic_files import write_text_atomically
 from ..contract.errors import PVPError
+from .pixel_loss import PIXEL_LOSSES
 
 LPIPS_NETS = ("vgg", "alex")
 TUNE_GENERATOR_CHOICES = ("auto", "on", "off")
@@ -105,6 +106,7 @@ class ScratchPriorConfig:
     mapper_lr: float = 2e-3       # joint mode: the pose and expression mappers
     pivot_weight: float = 0.5     # joint mode: weight of the pivot frames' own reconstruction
     loss_resolution: int | None = None  # None: the generator's resolution
+    pixel_loss: str = "mse"       # or "laplacian_l1" (see pixel_loss.py); weighted by l2_weight
     lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
     lpips_weight: float = 1.0
     l2_weight: float = 1.0
@@ -245,6 +247,7 @@ class FitConfig:
             need(_lookup(self, key) >= 1, key, "must be at least 1")
         need(m.steps >= 0, "mapper.steps", "must be >= 0")
         need(s.mode in SCRATCH_MODES, "scratch.mode", f"must be one of {', '.join(SCRATCH_MODES)}")
+        need(s.pixel_loss in PIXEL_LOSSES, "scratch.pixel_loss", f"must be one of {', '.join(PIXEL_LOSSES)}")
         need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
         for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr",

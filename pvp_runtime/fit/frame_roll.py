@@ -50,10 +50,3 @@ class FrameRoll(nn.Module):
         x, y = (float(v) for v in self.center.detach().cpu())
         return Framing(roll_center=(x, y))
 
-
-def covered_mse(images: torch.Tensor, targets: torch.Tensor, coverage: torch.Tensor | None) -> torch.Tensor:
-    """Mean squared error where the (rolled) render covers the crop."""
-    if coverage is None:
-        return torch.nn.functional.mse_loss(images, targets)
-    squared = (images - targets * coverage).square() * coverage
-    return squared.sum() / (coverage.sum() * images.shape[1]).clamp(min=1.0)

@@ -28,7 +28,8 @@ from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import MapperTrainingConfig, MaskConfig
 from .encoders import FitNetworks
-from .frame_roll import FrameRoll, covered_mse
+from .frame_roll import FrameRoll
+from .pixel_loss import covered_mse
 from .losses import (expression_matching_loss, identity_loss, latent_regularizer, masked_consistency_loss,
                      perturb_expression, pose_consistency_loss)
 from .lpips import LPIPS, area_downsample

@@ -42,9 +42,10 @@ from ..model.pvp import PVPModel
 from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
-from .frame_roll import FrameRoll, covered_mse
+from .frame_roll import FrameRoll
 from .lpips import LPIPS, area_downsample
 from .prepared import PreparedClip
+from .pixel_loss import pixel_loss
 from .pti import epoch_batch
 from .rng import derived_seed, step_generator
 from .stage import TrainingStage
@@ -103,6 +104,7 @@ class ScratchPriorStage(TrainingStage):
         self.optimizer = torch.optim.Adam(groups, betas=(0.0, 0.99))
         self.batch_size = min(config.batch_size, len(self.pivot_frames))
         self.loss_resolution = min(config.loss_resolution or clip.resolution, clip.resolution)
+        self.pixel_loss = pixel_loss(config.pixel_loss)
         self.total_steps = config.steps
         self.epoch_lpips_sum = 0.0
         self._converged = False
@@ -116,14 +118,14 @@ class ScratchPriorStage(TrainingStage):
         images, coverage = self.frame_roll(images, roll)
         size = self.loss_resolution
         small, small_targets = area_downsample(images, size), area_downsample(targets, size)
-        mse = covered_mse(small, small_targets, None if coverage is None else area_downsample(coverage, size))
-        loss = self.config.l2_weight * mse
+        pixels = self.pixel_loss(small, small_targets, None if coverage is None else area_downsample(coverage, size))
+        loss = self.config.l2_weight * pixels
         # LPIPS is skipped when nothing uses it: no weight and no stopping threshold.
         distance = None
         if self.config.lpips_weight > 0 or self.config.lpips_threshold > 0:
             distance = self.lpips(small, small_targets)
             loss = loss + self.config.lpips_weight * distance.mean()
-        return loss, {"mse": mse.item()}, distance
+        return loss, {"pixel": pixels.item()}, distance
 
     def _pivot_batch(self, index: int) -> tuple[torch.Tensor, dict, torch.Tensor | None, bool]:
         chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
@@ -150,12 +152,12 @@ class ScratchPriorStage(TrainingStage):
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * scale
         pivot_loss, pivot_losses, distance, ends_epoch = self._pivot_batch(index)
-        record = {"pivot_mse": pivot_losses["mse"]}
+        record = {"pivot_pixel": pivot_losses["pixel"]}
         total = config.pivot_weight * pivot_loss if self.joint else pivot_loss
         if self.joint:
             frame_loss, frame_losses = self._frame_batch(index)
             total = total + frame_loss
-            record["mse"] = frame_losses["mse"]
+            record["pixel"] = frame_losses["pixel"]
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()

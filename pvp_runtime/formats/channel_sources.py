@@ -12,6 +12,7 @@ source         file
 ``emoca``      a folder of per-frame folders with ``pose.npy`` / ``exp.npy``
 ``smirk``      ``.npz`` with ``pose_params``, ``jaw_params``, ``expression_params``
 ``feats``      ``.json`` list of ``{"pose": [6], "expr": [50]}`` (PVP authors)
+``live_link``  a Live Link Face ``.csv`` (ARKit weights), through an ARKit map
 =============  ==============================================================
 
 ``source="auto"`` decides from the contents (folder, array names, JSON shape).
@@ -27,9 +28,11 @@ from pathlib import Path
 from ..contract.channel_files import ChannelClip, read_channel_file
 from ..contract.channels import ChannelLayout
 from ..contract.errors import ChannelError
+from .arkit_maps import HOW_TO_GET_ONE, read_arkit_map
+from .live_link import capture_frames, is_live_link_csv, read_live_link_csv
 from .trackers import FlameParams, params_to_frames, read_deca_codes, read_emoca_codes, read_feats_json, read_smirk_codes
 
-SOURCES = ("auto", "channels", "deca", "emoca", "smirk", "feats")
+SOURCES = ("auto", "channels", "deca", "emoca", "smirk", "feats", "live_link")
 TRACKER_READERS = {"deca": read_deca_codes, "emoca": read_emoca_codes, "smirk": read_smirk_codes,
                    "feats": read_feats_json}
 
@@ -58,7 +61,7 @@ def detect_source(path: str | os.PathLike) -> str:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ChannelError(f"{path}: not valid JSON ({exc})") from None
         return "feats" if isinstance(data, list) else "channels"
-    return "channels"
+    return "live_link" if is_live_link_csv(path) else "channels"
 
 
 def read_tracker_params(path: str | os.PathLike, source: str) -> FlameParams:
@@ -69,13 +72,27 @@ def read_tracker_params(path: str | os.PathLike, source: str) -> FlameParams:
 
 
 def read_any_channels(path: str | os.PathLike, layout: ChannelLayout, source: str = "auto",
-                      expected_frames: int | None = None) -> ChannelClip:
-    """Channel frames for ``layout`` from any supported file; ``expected_frames`` checks the count."""
+                      expected_frames: int | None = None, arkit_map=None) -> ChannelClip:
+    """Channel frames for ``layout`` from any supported file; ``expected_frames`` checks the count.
+
+    ``arkit_map`` (an ``ArkitMap`` or a path to one) turns a Live Link Face capture into channels;
+    a capture without one is an error saying how to get one.
+    """
     if source not in SOURCES:
         raise ChannelError(f"unknown channel source {source!r} (expected one of {', '.join(SOURCES)})")
     if source == "auto":
         source = detect_source(path)
-    if source == "channels":
+    if arkit_map is not None and source != "live_link":
+        raise ChannelError(f"{path}: an ARKit map was given, but this is not a Live Link Face capture ({source})")
+    if source == "live_link":
+        if arkit_map is None:
+            raise ChannelError(f"{path}: a Live Link Face capture holds ARKit weights, not FLAME channels: pass an "
+                               f"ARKit map (--arkit-map MAP.npz); {HOW_TO_GET_ONE}")
+        if not hasattr(arkit_map, "on_layout"):
+            arkit_map = read_arkit_map(arkit_map)
+        capture = read_live_link_csv(path)
+        clip = ChannelClip(capture_frames(capture, arkit_map, layout), fps=capture.fps)
+    elif source == "channels":
         clip = read_channel_file(path, layout)
     else:
         clip = ChannelClip(params_to_frames(read_tracker_params(path, source), layout), fps=None)
