@@ -23,9 +23,10 @@ import traceback
 import bpy
 import numpy as np
 
-from ..pvp_runtime.contract.errors import ChannelError, PVPError
+from ..pvp_runtime.contract.errors import PVPError
 from . import rig as rig_module
 from . import viewport
+from .placement import frame_placement, stack_placements
 from .preferences import runtime_options
 from .runtime_session import SESSION, prefetch_frames
 
@@ -72,19 +73,21 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
         width, height = self.resolution_x, self.resolution_y
         frame = scene.frame_current
         channels = rig_module.read_channels(rig.evaluated_get(depsgraph), subject.layout, frame)
-        image = SESSION.lookup(subject, width, height, frame, channels)
+        placement = frame_placement(depsgraph, rig, subject, width, height)  # None: locked to the frame centre
+        image = SESSION.lookup(subject, width, height, frame, channels, placement)
         if image is None:
             options = runtime_options()
-            frames, rows = [frame], [channels]
+            frames, rows, places = [frame], [channels], [placement]
             if self.is_animation and scene.pvp.prefetch:
                 self._prefetch_channels(depsgraph, rig, subject, frame, options.batch_size, width * height * 16,
-                                        frames, rows)
+                                        frames, rows, places)
             if self.test_break():
                 return
-            image = SESSION.render(options, subject, frames, np.stack(rows), width, height)[0]
+            image = SESSION.render(options, subject, frames, np.stack(rows), width, height,
+                                   stack_placements(places))[0]
         self._write(scene, image, width, height)
 
-    def _prefetch_channels(self, depsgraph, rig, subject, frame, batch_size, frame_bytes, frames, rows):
+    def _prefetch_channels(self, depsgraph, rig, subject, frame, batch_size, frame_bytes, frames, rows, places):
         scene = depsgraph.scene
         ahead = prefetch_frames(frame, scene.frame_end, scene.frame_step, batch_size, frame_bytes)[1:]
         if not ahead:
@@ -95,9 +98,14 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
                     break
                 self.frame_set(other, 0.0)
                 try:
-                    rows.append(rig_module.read_channels(rig.evaluated_get(depsgraph), subject.layout, other))
-                except ChannelError:
+                    row = rig_module.read_channels(rig.evaluated_get(depsgraph), subject.layout, other)
+                    place = frame_placement(depsgraph, rig, subject, self.resolution_x, self.resolution_y)
+                except PVPError:
                     break  # that frame reports its own error when its turn comes
+                if (place is None) != (places[0] is None):
+                    break  # "Lock to Frame Centre" is keyed to change here: a batch is all placed or all centred
+                rows.append(row)
+                places.append(place)
                 frames.append(other)
         finally:
             self.frame_set(frame, 0.0)

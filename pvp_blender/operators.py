@@ -16,6 +16,7 @@ from ..pvp_runtime.formats.live_link import capture_frames, is_live_link_csv, re
 from . import animation, compositing, face_controls, flame_mesh, interpreters, viewport
 from . import rig as rig_module
 from .latest_only import LatestOnlyWorker
+from .placement import frame_front_camera
 from .preferences import preferences, runtime_options
 from .runtime_session import SESSION
 
@@ -49,6 +50,7 @@ class PVP_OT_add_head_rig(bpy.types.Operator):
                                            description="Subject bundle (.pvp); can be set later")
 
     def execute(self, context):
+        made_camera = context.scene.camera is None
         rig = rig_module.add_head_rig(context, num_expressions=self.num_expressions)
         if self.subject_path:
             rig.pvp_rig.subject_path = self.subject_path
@@ -61,6 +63,8 @@ class PVP_OT_add_head_rig(bpy.types.Operator):
                 flame_mesh.add_flame_mesh(context, rig, prefs.flame_model)
             except PVPError as exc:
                 self.report({"WARNING"}, f"no FLAME mesh: {exc}")
+        if made_camera:  # frame the subject's head and the FLAME eyes, now that both are known
+            frame_front_camera(context.scene.camera, rig, context.scene.render)
         return {"FINISHED"}
 
 

@@ -39,6 +39,11 @@ class PVPRigSettings(bpy.types.PropertyGroup):
                                          description="The subject's edit channels (edit_<name>), comma-separated")
     edits_note: bpy.props.StringProperty(name="Edits note", options={"SKIP_SAVE"},
                                          description="Keyed edits the current subject lacks")
+    lock_to_frame_centre: bpy.props.BoolProperty(
+        name="Lock to Frame Centre", default=False,
+        description="Render the avatar centred and scaled to fit the frame, wherever the rig and the camera are "
+                    "(the framing before placement; for talking-head shots). Off: the avatar sits where the "
+                    "camera sees the rig's eyes, and moves and scales with the rig and the camera")
     eyes_note: bpy.props.StringProperty(name="Eyes", options={"SKIP_SAVE"},
                                         description="Why the eye channels do nothing on this subject, if they don't")
     arkit_map: bpy.props.StringProperty(

@@ -11,11 +11,8 @@ current subject lacks are kept (with their keys) and reported, never dropped.  T
 
 from __future__ import annotations
 
-import math
-
 import bpy
 import numpy as np
-from mathutils import Vector
 
 from ..pvp_runtime.contract.channels import (EDIT_PREFIX, ChannelLayout, expression_channels, expression_name,
                                              validate_frames)
@@ -82,13 +79,19 @@ def add_head_rig(context, name: str = "PVP Head", num_expressions: int = 50, sub
 
 def add_front_camera(context, rig):
     """Blender renders nothing without a camera, whatever the engine: give the scene one that looks
-    at the face (the avatar itself is drawn in its own aligned frame, not through this camera)."""
+    at the face, framed so that the placed avatar fills a square render (``placement.py``)."""
+    from .placement import frame_front_camera
     camera = bpy.data.objects.new("PVP Camera", bpy.data.cameras.new("PVP Camera"))
-    camera.location = rig.location + Vector((0.0, -0.8, 0.16))
-    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)  # looking along +Y, at the face
+    frame_front_camera(camera, rig, context.scene.render)
     context.collection.objects.link(camera)
     context.scene.camera = camera
     return camera
+
+
+def rig_subject(rig):
+    """The rig's subject summary (BundleError when it has none or it cannot be read)."""
+    from .runtime_session import SESSION
+    return SESSION.subject(subject_file(rig))
 
 
 def expression_names(count: int) -> list[str]:

@@ -24,8 +24,8 @@ pose is ignored; translation does not exist in FLAME and is ignored too.
 
 **Writing** (importing a clip) is the exact inverse, ending in each bone's own
 rotation mode (any Euler order, quaternion or axis-angle).  The armature
-object's transform is not part of the channels: the avatar is rendered in
-its own aligned frame.
+object's transform is not part of the channels: it places the avatar in the
+shot instead (``placement_math``).
 """
 
 from __future__ import annotations

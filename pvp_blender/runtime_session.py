@@ -76,6 +76,12 @@ class _Cached:
     image: np.ndarray
 
 
+def _request_bytes(channels: np.ndarray, placement: np.ndarray | None) -> bytes:
+    """What a cached frame must match: its channels and where it was placed (camera or rig moves)."""
+    placed = b"" if placement is None else np.asarray(placement, dtype=np.float64).tobytes()
+    return np.asarray(channels, dtype=np.float32).tobytes() + placed
+
+
 class RuntimeSession:
     def __init__(self, client_factory=RuntimeClient, autodetect: AutoDetect | None = None):
         self._client_factory = client_factory
@@ -178,19 +184,20 @@ class RuntimeSession:
     # -- rendering
 
     def lookup(self, subject: SubjectSummary, width: int, height: int, frame: int,
-               channels: np.ndarray) -> np.ndarray | None:
+               channels: np.ndarray, placement: np.ndarray | None = None) -> np.ndarray | None:
         with self._lock:
             cached = self._cache.get(frame)
             if cached is None or cached.key != (subject_key(subject.path), width, height):
                 return None
-            if cached.channels != np.asarray(channels, dtype=np.float32).tobytes():
+            if cached.channels != _request_bytes(channels, placement):
                 return None
             self.stats.cache_hits += 1
             return cached.image
 
     def render(self, options: RuntimeOptions, subject: SubjectSummary, frames: list[int], channels: np.ndarray,
-               width: int, height: int) -> np.ndarray:
-        """Render ``channels`` ([F, C], one row per entry of ``frames``) on a ``width`` x ``height`` canvas.
+               width: int, height: int, placement: np.ndarray | None = None) -> np.ndarray:
+        """Render ``channels`` ([F, C], one row per entry of ``frames``) on a ``width`` x ``height`` canvas,
+        placed by ``placement`` ([F, 2, 3] affines, crop px -> canvas px) or centred (None).
 
         Returns ``[F, height, width, 4]`` float32 linear premultiplied, top row first, and
         keeps them as the cache (replacing the previous batch: memory stays bounded).
@@ -200,7 +207,8 @@ class RuntimeSession:
             client = self._client_for(options)
             try:
                 self._ensure_loaded(client, options, subject)
-                images = client.render(channels, width, height)
+                images = (client.render(channels, width, height) if placement is None
+                          else client.render(channels, width, height, placement=placement))
             except RuntimeProcessError as exc:
                 self.last_error = str(exc)
                 if not client.alive:
@@ -209,8 +217,8 @@ class RuntimeSession:
             self.stats.requests += 1
             self.stats.frames_rendered += len(frames)
             key = (subject_key(subject.path), width, height)
-            self._cache = {frame: _Cached(key, row.tobytes(), image)
-                           for frame, row, image in zip(frames, channels, images)}
+            rows = [_request_bytes(row, None if placement is None else placement[i]) for i, row in enumerate(channels)]
+            self._cache = {frame: _Cached(key, row, image) for frame, row, image in zip(frames, rows, images)}
             return images
 
     def free(self) -> bool:

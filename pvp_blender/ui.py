@@ -44,6 +44,7 @@ class VIEW3D_PT_pvp_rig(PVPSidebar, bpy.types.Panel):
         status = rig.pvp_rig.subject_status
         if status:
             layout.label(text=status, icon="INFO")
+        layout.prop(rig.pvp_rig, "lock_to_frame_centre")
         row = layout.row(align=True)
         row.operator("pvp.sync_subject", icon="FILE_REFRESH")
         row.operator("pvp.reset_channels", text="Reset All", icon="LOOP_BACK").group = "all"

@@ -41,7 +41,8 @@ from .contract.channels import ChannelLayout, ChannelStats
 from .contract.edits import EDITS_FILE, layout_of, num_ws_of, specs_from_manifest
 from .contract.errors import BundleError, PVPError
 # The manifest layer is torch-free and lives in the contract, which the Blender extension ships.
-from .contract.subject_manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST, read_subject_manifest
+from .contract.subject_manifest import (DEFAULT_EYE_DISTANCE, DEFAULT_HEAD_CENTRE, FORMAT_NAME, FORMAT_VERSION,
+                                        MANIFEST, read_subject_manifest)
 from .contract.subject_manifest import check_manifest as _manifest
 from .contract.subject_manifest import open_archive as _open_archive
 from .contract.subject_manifest import read_member as _read_member
@@ -55,21 +56,30 @@ MAPPERS_FILE = "mappers.safetensors"
 
 @dataclass
 class Framing:
-    """How the aligned crop relates to the head, for roll applied as a 2D rotation.
+    """How the aligned crop relates to the head: roll as a 2D rotation, placement in the shot.
 
     ``roll_center`` is the point (x, y in 0..1 of the crop, y down) the head
     rolls about; FFHQ-style crops put the neck pivot a little below the centre.
+    ``head_centre`` (the eye midpoint, same units) and ``eye_distance`` (eye centre to eye
+    centre, a fraction of the crop's side) say where the head sits in the crop and how
+    large it is: placement maps them onto the rig's eyes as the camera sees them
+    (``contract/subject_manifest.py`` has the defaults, ``fit/head_framing.py`` measures them).
     """
 
     roll_center: tuple[float, float] = (0.5, 0.55)
+    head_centre: tuple[float, float] = DEFAULT_HEAD_CENTRE
+    eye_distance: float = DEFAULT_EYE_DISTANCE
 
     def to_dict(self) -> dict:
-        return {"roll_center": list(self.roll_center)}
+        return {"roll_center": list(self.roll_center), "head_centre": list(self.head_centre),
+                "eye_distance": self.eye_distance}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Framing":
         center = data.get("roll_center", (0.5, 0.55))
-        return cls(roll_center=(float(center[0]), float(center[1])))
+        head = data.get("head_centre", DEFAULT_HEAD_CENTRE)
+        return cls(roll_center=(float(center[0]), float(center[1])), head_centre=(float(head[0]), float(head[1])),
+                   eye_distance=float(data.get("eye_distance", DEFAULT_EYE_DISTANCE)))
 
 
 @dataclass

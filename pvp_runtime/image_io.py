@@ -34,9 +34,10 @@ def read_png_rgba(path: Path) -> np.ndarray:
 class VideoWriter:
     """MP4 (mp4v) preview; alpha is composited over black because MP4 has none."""
 
-    def __init__(self, path: Path, fps: float, size: int):
+    def __init__(self, path: Path, fps: float, size: int | tuple[int, int]):
         self.path = path
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+        size = (size, size) if isinstance(size, int) else tuple(size)  # (width, height)
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self._writer.isOpened():
             raise PVPError(f"{path}: this OpenCV build cannot write MP4 video")
 

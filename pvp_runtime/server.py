@@ -107,7 +107,7 @@ class RuntimeServer:
                                  "channels": list(avatar.layout.names), "device": str(avatar.device)}, b""
 
     def render(self, message):
-        from .canvas import place_on_canvas
+        from .canvas import place_on_canvas, warp_on_canvas
         if self.avatar is None:
             raise PVPError("no subject is loaded in the runtime")
         count = message.require("frames", int)
@@ -115,14 +115,18 @@ class RuntimeServer:
         width = message.require("width", int)
         height = message.require("height", int)
         frames = protocol.array_from_payload(message.payload, (count, channels), "render request")
+        placement = protocol.placement_from_fields(message, count)
         started = time.perf_counter()
         rendered = self.avatar.render(frames, batch_size=max(1, count), outputs=("linear",)).linear
         try:
-            pixels = place_on_canvas(rendered, width, height)
+            pixels = (place_on_canvas(rendered, width, height) if placement is None
+                      else warp_on_canvas(rendered, placement, width, height))
         except ValueError as exc:
             raise PVPError(str(exc)) from None
         log.debug("rendered %d frames in %.3f s", count, time.perf_counter() - started)
-        return protocol.FRAMES, {"count": count, "width": width, "height": height}, protocol.array_to_payload(pixels)
+        fields = {"count": count, "width": width, "height": height,
+                  **({} if placement is None else {"placement": protocol.PLACED})}
+        return protocol.FRAMES, fields, protocol.array_to_payload(pixels)
 
     def free(self, message):
         self._drop()

@@ -32,6 +32,7 @@ SCENARIO = textwrap.dedent("""
 
     bpy.ops.pvp.add_head_rig(subject_path=ARGS["edited"])
     rig = bpy.context.object
+    rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
     ui = rig.id_properties_ui("edit_age").as_dict()
     props, edit_names = rig_module.edit_properties(rig), rig.pvp_rig.edit_names
     for frame, value in ((1, 0.0), (6, 2.5)):

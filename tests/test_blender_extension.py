@@ -144,6 +144,7 @@ def scenario_a(shot):
 
         bpy.ops.pvp.add_head_rig(subject_path="//tiny.pvp")
         rig = bpy.context.object
+        rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
         assert rig.pvp_rig.num_expressions == 10, rig.pvp_rig.subject_status
         assert rig.pvp_rig.eyes_note.startswith("No effect on this subject")  # tiny.pvp learnt no gaze
         head, jaw, neck = (rig.pose.bones[n] for n in ("head", "jaw", "neck"))
@@ -384,6 +385,7 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
         scene.world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.2, 0.3, 0.4, 1.0)
         bpy.ops.pvp.add_head_rig(subject_path=ARGS["bundle"])
         rig = bpy.context.object
+        rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: composite the centred frame
         head = rig.pose.bones["head"]
         for frame, yaw in ((1, 0.0), (5, 0.8)):
             head.rotation_euler[1] = yaw

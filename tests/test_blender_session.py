@@ -45,8 +45,9 @@ class FakeClient:
         self.loads.append(path)
         return {"channels": list(subject_manifest.SubjectSummary.read(path).layout.names)}
 
-    def render(self, channels, width, height):
+    def render(self, channels, width, height, placement=None):
         self.requests.append(channels.copy())
+        self.placements = getattr(self, "placements", []) + [placement]
         if np.isnan(channels).any():
             self.alive = False
             raise contract_errors.RuntimeProcessError("the PVP runtime exited unexpectedly")
@@ -87,6 +88,19 @@ def test_cache_serves_prefetched_frames_only_for_identical_channels(session, tin
     assert client.loads == [str(tiny_bundle_path)]
     session.render(_options(), subject, [4], frames[:1], 4, 2)
     assert client.loads == [str(tiny_bundle_path)] and len(FakeClient.instances) == 1  # same process, no reload
+
+
+def test_cache_serves_a_placed_frame_only_where_it_was_placed(session, tiny_bundle_path):
+    subject = session.subject(str(tiny_bundle_path))
+    frames = np.zeros((2, subject.layout.size), dtype=np.float32)
+    placement = np.array([[[1.0, 0, 3], [0, 1.0, 2]], [[1.0, 0, 4], [0, 1.0, 2]]])
+    session.render(_options(), subject, [1, 2], frames, 4, 2, placement)
+    assert np.array_equal(FakeClient.instances[0].placements[-1], placement)  # sent to the runtime
+    assert session.lookup(subject, 4, 2, 2, frames[1], placement[1]) is not None
+    moved = placement[1].copy()
+    moved[0, 2] += 1e-9
+    assert session.lookup(subject, 4, 2, 2, frames[1], moved) is None  # the camera or rig moved: render again
+    assert session.lookup(subject, 4, 2, 2, frames[1]) is None  # locked to the centre now
 
 
 def test_restarts_after_a_crash_or_new_settings_and_frees(session, tiny_bundle_path, tmp_path):

@@ -270,6 +270,11 @@ def test_cli_scratch_fit_writes_report_sheet_and_bundle(files, tmp_path, capsys)
     assert fit["config"]["scratch"]["steps"] == 12 and fit["config"]["seed"] == 3 and fit["prior"] == "scratch"
     assert FitConfig.from_dict(fit["config"]).mapper.steps == 10  # the saved config loads back
     assert bundle.channel_stats.mean.shape == (9 + 6 + 6,)
+    # Where the head sits in the crop (placement in a shot), measured from the crop landmarks.
+    with np.load(out / "alignment.npz") as alignment:
+        eyes = alignment["crop_landmarks"][:, 36:48].reshape(-1, 2, 6, 2).mean(axis=2) / 32
+    assert bundle.framing.head_centre == pytest.approx(np.median(eyes.mean(axis=1), axis=0), abs=1e-6)
+    assert 0.1 < bundle.framing.eye_distance < 0.4 and report["framing"]["eye_distance"] == bundle.framing.eye_distance
     # --edits 2: GANSpace over the scratch subject's own codes, as edit channels after the rig's.
     assert [spec.name for spec in bundle.edits.specs] == ["pc00", "pc01"]
     assert "3 pivots + mappers over" in bundle.edits.specs[0].source

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..bundle import read_manifest
+from ..contract.subject_manifest import DEFAULT_EYE_DISTANCE, DEFAULT_HEAD_CENTRE
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +37,9 @@ def run(args) -> int:
         "gaze           " + ("the eye channels drive it" if manifest["mappers"].get("gaze") is True
                              else "none: the eye channels have no effect (its capture had no gaze)"),
         f"roll centre    {manifest.get('framing', {}).get('roll_center')}",
+        "head in crop   centre {}, eye distance {} (placement in a shot)".format(
+            manifest.get("framing", {}).get("head_centre", list(DEFAULT_HEAD_CENTRE)),
+            manifest.get("framing", {}).get("eye_distance", DEFAULT_EYE_DISTANCE)),
         f"channels       {len(manifest['channels']['names'])}",
         "edits          " + (", ".join(f"edit_{e['name']}" for e in manifest["edits"]) if manifest.get("edits")
                              else "none (pvp edits compute / add)"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..avatar import Avatar
+from ..canvas import MAX_CANVAS_SIDE, column_affines, place_on_canvas, to_srgb8, warp_on_canvas
 from ..contract.channel_files import SUPPORTED_SUFFIXES
 from ..contract.channels import ChannelStats, normalize_reenactment
 from ..contract.errors import PVPError
@@ -43,6 +44,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--reenact", action="store_true",
                         help="retarget jaw and expression to the subject's own range (PVP reenactment "
                              "normalisation with the clip's and the subject's statistics)")
+    parser.add_argument("--width", type=int, help="output canvas width in pixels (default: the subject's resolution)")
+    parser.add_argument("--height", type=int, help="output canvas height in pixels (default: the subject's resolution)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(run=run)
 
@@ -64,11 +67,29 @@ def parse_frame_range(text: str | None, count: int) -> range:
     return selected
 
 
+def canvas_placer(columns: dict, selected: range, canvas: tuple[int, int], avatar: Avatar):
+    """None (the subject's own square, as before), or ``(linear frames, first index) -> sRGB8`` that
+    puts them on the canvas: by the clip's ``place_*`` columns, else centred and fitted."""
+    width, height = canvas
+    if not columns and canvas == (avatar.resolution, avatar.resolution):
+        return None
+    if not columns:
+        return lambda linear, start: to_srgb8(place_on_canvas(linear, width, height))
+    picked = {name: values[selected.start:selected.stop:selected.step] for name, values in columns.items()}
+    affines = column_affines(picked, len(selected), width, height, avatar.resolution,
+                             avatar.bundle.framing.head_centre)
+    return lambda linear, start: to_srgb8(warp_on_canvas(linear, affines[start:start + len(linear)], width, height))
+
+
 def run(args) -> int:
     if args.batch_size < 1:
         raise PVPError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.fps is not None and not 0 < args.fps < 1000:
         raise PVPError(f"--fps must be between 0 and 1000, got {args.fps}")
+    for name in ("width", "height"):
+        value = getattr(args, name)
+        if value is not None and not 1 <= value <= MAX_CANVAS_SIDE:
+            raise PVPError(f"--{name} must be between 1 and {MAX_CANVAS_SIDE}, got {value}")
     avatar = Avatar.load(args.bundle, device=args.device, half=args.half)
     clip = read_any_channels(args.channels, avatar.layout, args.channel_source, arkit_map=args.arkit_map)
     selected = parse_frame_range(args.frames, len(clip.frames))
@@ -77,21 +98,27 @@ def run(args) -> int:
         frames = normalize_reenactment(frames, avatar.layout, avatar.bundle.channel_stats, ChannelStats.of(frames))
     frames = frames[selected.start:selected.stop:selected.step]
     fps = args.fps or clip.fps or DEFAULT_FPS
+    canvas = (args.width or avatar.resolution, args.height or avatar.resolution)
+    place = canvas_placer(clip.placement, selected, canvas, avatar)
     log.info("rendering %d frames of %s with %s on %s", len(frames), args.channels, avatar.name, avatar.device)
     width = max(4, len(str(selected[-1])))
     with staged_directory(args.output, overwrite=args.overwrite) as staging:
-        video = VideoWriter(staging / "render.mp4", fps, avatar.resolution) if args.video else None
+        video = VideoWriter(staging / "render.mp4", fps, canvas) if args.video else None
         try:
             with tqdm(total=len(frames), unit="frame", desc="render", disable=None) as progress:
                 for start in range(0, len(frames), args.batch_size):
-                    batch = avatar.render(frames[start:start + args.batch_size], batch_size=args.batch_size,
-                                          outputs=("srgb8",))
-                    for offset, image in enumerate(batch.srgb8):
+                    chunk = frames[start:start + args.batch_size]
+                    if place is None:
+                        images = avatar.render(chunk, batch_size=args.batch_size, outputs=("srgb8",)).srgb8
+                    else:
+                        linear = avatar.render(chunk, batch_size=args.batch_size, outputs=("linear",)).linear
+                        images = place(linear, start)
+                    for offset, image in enumerate(images):
                         index = selected[start + offset]
                         write_png(staging / f"frame_{index:0{width}d}.png", image)
                         if video:
                             video.write(image)
-                    progress.update(len(batch))
+                    progress.update(len(images))
         finally:
             if video:
                 video.close()

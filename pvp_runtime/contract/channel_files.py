@@ -11,6 +11,9 @@ default, an unknown name is an error):
 ``.npz``   one 1-D array per channel name, all the same length; an optional
            scalar ``fps``.
 
+Optional ``place_*`` columns (placement in the shot, read by ``pvp render``) are set aside
+in ``ChannelClip.placement``; see :mod:`.placement_columns`.
+
 Every file we write names how its head angles compose (``channels.HEAD_ROTATION``):
 a ``"head_rotation"`` key (``.json``), a scalar string array ``head_rotation``
 (``.npz``), or a first line ``# head_rotation: Rz(roll) Ry(yaw) Rx(pitch)`` (``.csv``).
@@ -29,7 +32,7 @@ import json
 import logging
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,7 @@ from .atomic_files import replacing
 from .channels import (HEAD_ROTATION, LEGACY_HEAD_ROTATION, ChannelLayout, convert_head_rotation,
                        frames_from_columns, frames_from_records, head_rotation_convention)
 from .errors import ChannelError
+from .placement_columns import split_columns, split_records
 
 log = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".npz", ".json", ".csv")
@@ -48,6 +52,7 @@ MARKER = "head_rotation"  # the key / array / CSV comment naming how the head an
 class ChannelClip:
     frames: np.ndarray  # [num_frames, layout.size] float32, validated
     fps: float | None
+    placement: dict = field(default_factory=dict)  # optional place_* columns (placement_columns.py), [F] each
 
 
 def read_channel_file(path: str | os.PathLike, layout: ChannelLayout) -> ChannelClip:
@@ -62,6 +67,9 @@ def read_channel_file(path: str | os.PathLike, layout: ChannelLayout) -> Channel
     clip, marker = readers[suffix](path, layout)
     if len(clip.frames) == 0:
         raise ChannelError(f"{path}: holds no frames")
+    for name, values in clip.placement.items():
+        if len(values) != len(clip.frames):
+            raise ChannelError(f"{path}: column '{name}' has {len(values)} values for {len(clip.frames)} frames")
     convention = LEGACY_HEAD_ROTATION if marker is None else head_rotation_convention(marker, str(path))
     clip.frames, converted = convert_head_rotation(clip.frames, layout, convention)
     if converted:
@@ -82,7 +90,8 @@ def _read_npz(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | Non
     marker = arrays.pop(MARKER, None)
     if marker is not None:
         marker = str(marker.reshape(())) if marker.dtype.kind == "U" and marker.size == 1 else marker.tolist()
-    return ChannelClip(frames_from_columns(arrays, layout, str(path)), _fps(fps, path)), marker
+    arrays, placement = split_columns(arrays, str(path))
+    return ChannelClip(frames_from_columns(arrays, layout, str(path)), _fps(fps, path), placement), marker
 
 
 def _read_json(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | None]:
@@ -95,12 +104,14 @@ def _read_json(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | No
     if "frames" in data:
         if not isinstance(data["frames"], list):
             raise ChannelError(f"{path}: 'frames' must be a list of per-frame records")
-        frames = frames_from_records(data["frames"], layout, str(path))
+        records, placement = split_records(data["frames"], str(path))
+        frames = frames_from_records(records, layout, str(path))
     else:
         if not isinstance(data["channels"], dict):
             raise ChannelError(f"{path}: 'channels' must map channel names to lists")
-        frames = frames_from_columns(data["channels"], layout, str(path))
-    return ChannelClip(frames, _fps(data.get("fps"), path)), data.get(MARKER)
+        columns, placement = split_columns(data["channels"], str(path))
+        frames = frames_from_columns(columns, layout, str(path))
+    return ChannelClip(frames, _fps(data.get("fps"), path), placement), data.get(MARKER)
 
 
 def _read_csv(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | None]:
@@ -136,7 +147,8 @@ def _read_csv(path: Path, layout: ChannelLayout) -> tuple[ChannelClip, str | Non
                 columns[name].append(float(value))
             except ValueError:
                 raise ChannelError(f"{path}: line {line}, channel '{name}': {value!r} is not a number") from None
-    return ChannelClip(frames_from_columns(columns, layout, str(path)), None), marker
+    columns, placement = split_columns(columns, str(path))
+    return ChannelClip(frames_from_columns(columns, layout, str(path)), None, placement), marker
 
 
 def _fps(value, path: Path) -> float | None:

@@ -325,8 +325,9 @@ class RuntimeClient:
                               timeout=self.settings.load_timeout, doing=f"loading {bundle}")
         return reply.fields
 
-    def render(self, frames: np.ndarray, width: int, height: int) -> np.ndarray:
-        """``[F, C]`` channels -> ``[F, height, width, 4]`` float32 linear premultiplied, top row first."""
+    def render(self, frames: np.ndarray, width: int, height: int, placement: np.ndarray | None = None) -> np.ndarray:
+        """``[F, C]`` channels -> ``[F, height, width, 4]`` float32 linear premultiplied, top row first.
+        ``placement``: ``[F, 2, 3]`` affines placing each crop on the canvas (None: centred)."""
         frames = np.ascontiguousarray(frames, dtype=protocol.FLOAT32)
         if frames.ndim != 2:
             raise ValueError(f"frames must be [F, C], got shape {frames.shape}")
@@ -337,11 +338,15 @@ class RuntimeClient:
                                       f"send fewer frames at once")
         pixels_bytes = count * int(height) * int(width) * 4 * protocol.FLOAT32.itemsize
         reply = self._request(protocol.RENDER, {"frames": count, "channels": frames.shape[1], "width": int(width),
-                                                "height": int(height)}, protocol.array_to_payload(frames),
+                                                "height": int(height), **protocol.placement_fields(placement)},
+                              protocol.array_to_payload(frames),
                               timeout=self.settings.frame_timeout * max(1, count),
                               doing=f"rendering {count} frame{'s' if count != 1 else ''}", reply_payload=pixels_bytes)
         if reply.type != protocol.FRAMES or reply.fields.get("count") != count:
             raise protocol.ProtocolError(f"expected {count} frames, got a '{reply.type}' reply")
+        if placement is not None and reply.fields.get(protocol.PLACEMENT) != protocol.PLACED:
+            raise RuntimeProcessError("the runtime cannot place the avatar in the shot (it predates placement): "
+                                      "update the runtime, or tick the rig's 'Lock to frame centre'")
         return protocol.array_from_payload(reply.payload, (count, int(height), int(width), 4), "frames reply")
 
     def free(self) -> None:

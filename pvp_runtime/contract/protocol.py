@@ -176,6 +176,38 @@ def array_from_payload(payload: bytes, shape: tuple[int, ...], what: str) -> np.
     return np.frombuffer(payload, dtype=FLOAT32).reshape(shape)
 
 
+# --------------------------------------------------------------------------- placement
+
+# A render request may carry "placement": one 2x3 affine per frame (crop pixels -> canvas pixels,
+# y down; ``pvp_runtime/canvas.py: warp_on_canvas``), in the JSON header.  Without it the crop is
+# centred as before.  The reply then says "placement": PLACED, so a client never takes a centred
+# frame from a runtime that predates placement for a placed one (no new protocol version needed:
+# an older client never sends it).
+PLACEMENT = "placement"
+PLACED = "affine"
+
+
+def placement_fields(placement: np.ndarray | None) -> dict:
+    if placement is None:
+        return {}
+    array = np.asarray(placement, dtype=np.float64)
+    return {PLACEMENT: array.reshape(len(array), 6).tolist()}
+
+
+def placement_from_fields(message: Message, count: int) -> np.ndarray | None:
+    """The request's ``[count, 2, 3]`` affines, or None; a malformed one is a ProtocolError."""
+    value = message.fields.get(PLACEMENT)
+    if value is None:
+        return None
+    try:
+        array = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = np.zeros(0)
+    if array.shape != (count, 6) or not np.isfinite(array).all():
+        raise ProtocolError(f"'{message.type}' message: field '{PLACEMENT}' must hold {count} rows of 6 finite numbers")
+    return array.reshape(count, 2, 3)
+
+
 # --------------------------------------------------------------------------- errors
 
 ERROR_CLASSES = {cls.__name__: cls for cls in (errors.PVPError, errors.ChannelError, errors.BundleError,

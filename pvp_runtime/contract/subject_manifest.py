@@ -73,6 +73,13 @@ NUM_WS_BOUND = Bound(2, 20)  # W+ layers: 2 log2(resolution) - 2
 REQUIRED_NUMBERS = {"generator": ("resolution", "w_dim", "channel_base"),
                     "mappers": ("num_pivots", "num_expressions")}
 CHANNEL_STAT_BOUND = 1e3  # |mean| and std of a channel, in radians or FLAME PCA units
+# Placement in the shot (docs/architecture.md, "Placement"): where the head sits in the aligned crop
+# (the eye midpoint, x and y in 0..1 of the crop, y down) and how large it is (the distance between
+# the eye centres, a fraction of the crop's side).  The defaults are what FFHQ alignment gives a
+# frontal face, also used for pass-through crops without landmarks and for bundles made before.
+DEFAULT_HEAD_CENTRE = (0.5, 0.47)
+DEFAULT_EYE_DISTANCE = 0.25
+EYE_DISTANCE_BOUND = Bound(0.02, 1.0, "real")
 
 
 def open_archive(path: Path) -> zipfile.ZipFile:
@@ -162,6 +169,12 @@ def check_numbers(manifest: dict, path: Path) -> None:
     unit = Bound(0, 1, "real")
     if not isinstance(center, (list, tuple)) or len(center) != 2 or any(unit.problem(v) for v in center):
         raise bad("framing.roll_center", center, "two numbers in 0..1 (a point in the crop)")
+    head_centre = framing.get("head_centre", DEFAULT_HEAD_CENTRE)
+    if not isinstance(head_centre, (list, tuple)) or len(head_centre) != 2 or any(unit.problem(v) for v in head_centre):
+        raise bad("framing.head_centre", head_centre, "two numbers in 0..1 (a point in the crop)")
+    eye_distance = framing.get("eye_distance", DEFAULT_EYE_DISTANCE)
+    if expected := EYE_DISTANCE_BOUND.problem(eye_distance):
+        raise bad("framing.eye_distance", eye_distance, expected + " (a fraction of the crop)")
 
 
 def _check_channel_stats(stats, size: int, bad) -> None:
@@ -195,6 +208,8 @@ class SubjectSummary:
     channel_stats: ChannelStats
     gaze: bool = False  # do the eye channels drive this subject?  (only if its capture had gaze)
     edits: tuple[EditSpec, ...] = ()  # its appearance edits, in channel order (layout.edits)
+    head_centre: tuple[float, float] = DEFAULT_HEAD_CENTRE  # placement: the eye midpoint in the crop (0..1)
+    eye_distance: float = DEFAULT_EYE_DISTANCE  # placement: eye centre to eye centre, a fraction of the crop
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "SubjectSummary":
@@ -205,6 +220,10 @@ class SubjectSummary:
             layout = layout_of(int(manifest["mappers"]["num_expressions"]), edits)
             stats = ChannelStats.from_dict(manifest["channel_stats"], layout.rig_size)
             gaze = manifest["mappers"].get("gaze", False) is True
+            framing = manifest.get("framing", {})
+            head_centre = tuple(float(v) for v in framing.get("head_centre", DEFAULT_HEAD_CENTRE))
+            eye_distance = float(framing.get("eye_distance", DEFAULT_EYE_DISTANCE))
         except (KeyError, TypeError, ValueError, AttributeError, ChannelError) as exc:
             raise BundleError(f"{path}: corrupt bundle, invalid manifest ({exc})") from None
-        return cls(str(path), str(manifest.get("name", Path(path).stem)), resolution, layout, stats, gaze, edits)
+        return cls(str(path), str(manifest.get("name", Path(path).stem)), resolution, layout, stats, gaze, edits,
+                   head_centre, eye_distance)

@@ -17,6 +17,7 @@ and config), so ``--resume`` needs nothing but the folder.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..bundle import SubjectBundle, default_provenance, save_bundle
+from ..bundle import Framing, SubjectBundle, default_provenance, save_bundle
 from ..contract.atomic_files import replacing, write_text_atomically
 from ..contract.channels import ChannelLayout, ChannelStats
 from ..contract.errors import PVPError
@@ -48,6 +49,7 @@ from .data import FitInputs, inspect_inputs
 from .encoders import FitNetworks
 from .control import control_sheet, moved, sweeps
 from .frame_roll import FrameRoll
+from .head_framing import measure_head_framing
 from .evaluate import Evaluation, evaluate_held_out, evaluation_sheet, render_channels
 from .lpips import LPIPS, backbone_file, load_lpips
 from .mapper_training import MapperStage
@@ -508,7 +510,7 @@ class FitRun:
             np.savez(alignment_tmp, frame_to_crop=np.asarray(clip.transforms),
                      **({"crop_landmarks": np.asarray(clip.landmarks)} if clip.landmarks is not None else {}))
         bundle = SubjectBundle(
-            name=self.request.name, generator=self.generator, model=self.model, framing=self.frame_roll.framing(),
+            name=self.request.name, generator=self.generator, model=self.model, framing=self._framing(clip),
             channel_stats=ChannelStats.of(self.inputs.channels[self.inputs.split.train]),
             provenance=default_provenance("pvp fit", fit={
                 "prior": self.request.prior, "config": self.config.to_dict(), "inputs": self.inputs.describe(),
@@ -523,6 +525,12 @@ class FitRun:
             self.meta["completed"].append("finished")
         self._save()
         return FitResult(path, report, evaluation)
+
+    def _framing(self, clip: PreparedClip) -> Framing:
+        """The roll centre (learnt or default) and where the head sits in the crop (placement)."""
+        head_centre, eye_distance = measure_head_framing(
+            clip.landmarks, clip.resolution, self.inputs.channels[:, self.layout.index("head_yaw")])
+        return dataclasses.replace(self.frame_roll.framing(), head_centre=head_centre, eye_distance=eye_distance)
 
     def _control_sheet(self) -> dict:
         """Sweep every channel that moved in the training clip; write the sheet; describe it."""
@@ -556,7 +564,7 @@ class FitRun:
                           "file": ALIGNMENT, "roll_removed_deg": {"mean": float(np.mean(rolls)),
                                                                   "max_abs": float(np.max(np.abs(rolls)))}},
             "pivots": self.pivot_choice,
-            "framing": {"roll_center": list(self.frame_roll.framing().roll_center),
+            "framing": {**self._framing(clip).to_dict(),
                         "roll": "learnt: the frames show the head's roll (pass-through crops)"
                         if self.frame_roll.shows_roll else "taken out by the alignment"},
             "stages": {name: {"seconds": self.meta["timings"].get(name),
