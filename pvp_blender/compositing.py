@@ -9,7 +9,9 @@ keeps its engine and a second scene renders the avatar with "PVP Avatar".
 The shot's compositor puts that scene's Render Layers over its own with Alpha
 Over, so one F12 / ``blender -b -a`` renders both in sync.  The overlay scene
 links the rig and the shot's camera (a scene without a camera renders
-nothing) and follows the shot's resolution and frame range through drivers.
+nothing) and follows the shot's camera and the settings that place the avatar
+(resolution, percentage, pixel aspect) and its frame range, copied before each
+render.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from bpy.app.handlers import persistent
 
 from .engine import ENGINE_ID
 
+# Everything the avatar's size and placement depend on (besides the camera), and the frame range.
 SYNCED_SETTINGS = ("render.resolution_x", "render.resolution_y", "render.resolution_percentage",
+                   "render.pixel_aspect_x", "render.pixel_aspect_y",
                    "frame_start", "frame_end", "frame_step", "render.fps", "render.fps_base")
 
 
@@ -78,10 +82,16 @@ def _alpha_over_inputs(node):
 
 
 def copy_render_settings(source, target) -> None:
+    """The overlay ``target`` renders what ``source`` (the shot) would: same settings, same camera."""
     for path in SYNCED_SETTINGS:
         owner_path, _, prop = path.rpartition(".")
         owner = target.path_resolve(owner_path) if owner_path else target
         setattr(owner, prop, source.path_resolve(path))
+    camera = source.camera
+    if camera is not None and target.camera != camera:
+        if camera.name not in target.collection.objects:
+            target.collection.objects.link(camera)
+        target.camera = camera
 
 
 @persistent
@@ -100,10 +110,8 @@ def setup_overlay(scene, rig):
     overlay = bpy.data.scenes.get(name) or bpy.data.scenes.new(name)
     overlay.render.engine = ENGINE_ID
     overlay.render.film_transparent = True
-    for obj in (rig, scene.camera):
-        if obj.name not in overlay.collection.objects:
-            overlay.collection.objects.link(obj)
-    overlay.camera = scene.camera
+    if rig.name not in overlay.collection.objects:
+        overlay.collection.objects.link(rig)
     overlay.pvp.rig = rig
     overlay.pvp.overlay_of = scene
     copy_render_settings(scene, overlay)

@@ -29,6 +29,7 @@ from . import viewport
 from .placement import frame_placement, stack_placements
 from .preferences import runtime_options
 from .runtime_session import SESSION, prefetch_frames
+from .shot_frame import shot_frame
 
 ENGINE_ID = "PVP_AVATAR"
 # Built-in panels that make sense for this engine (colour management above all: tests and
@@ -68,12 +69,10 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
 
     def _render(self, depsgraph):
         scene = depsgraph.scene
-        rig = rig_module.scene_rig(scene)
-        subject = SESSION.subject(rig_module.subject_file(rig))
         width, height = self.resolution_x, self.resolution_y
-        frame = scene.frame_current
-        channels = rig_module.read_channels(rig.evaluated_get(depsgraph), subject.layout, frame)
-        placement = frame_placement(depsgraph, rig, subject, width, height)  # None: locked to the frame centre
+        shot = shot_frame(depsgraph, width, height)  # what Preview Frame and the camera view ask for too
+        rig, subject, frame, channels = shot.rig, shot.subject, shot.frame, shot.channels
+        placement = shot.placement  # None: locked to the frame centre
         image = SESSION.lookup(subject, width, height, frame, channels, placement)
         if image is None:
             options = runtime_options()
@@ -128,10 +127,10 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
     # -- viewport (needs a GPU context: an interactive Blender)
 
     def view_update(self, context, depsgraph):
-        viewport.PREVIEW.update(depsgraph)
+        viewport.preview_for(context.region_data).update(depsgraph)
 
     def view_draw(self, context, depsgraph):
-        viewport.PREVIEW.draw(self, context, depsgraph)
+        viewport.preview_for(context.region_data).draw(self, context, depsgraph)
 
 
 def register():
@@ -143,7 +142,7 @@ def register():
 
 
 def unregister():
-    viewport.PREVIEW.stop()
+    viewport.stop_previews()
     for name in COMPATIBLE_PANELS:
         panel = getattr(bpy.types, name, None)
         if panel is not None and hasattr(panel, "COMPAT_ENGINES"):

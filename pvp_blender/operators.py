@@ -19,6 +19,7 @@ from .latest_only import LatestOnlyWorker
 from .placement import frame_front_camera
 from .preferences import preferences, runtime_options
 from .runtime_session import SESSION
+from .shot_frame import render_shot_frame, render_size, shot_frame
 
 DETECTION = LatestOnlyWorker("pvp-detect-interpreter")
 
@@ -131,7 +132,7 @@ class PVP_OT_sync_subject(bpy.types.Operator):
 
 
 class PVP_OT_preview_frame(bpy.types.Operator):
-    """Render the current frame of the avatar into the "PVP Preview" image (shown in Image Editors)"""
+    """Render the current frame of the avatar as F12 would (render size, placed by the camera) into the "PVP Preview" image (shown in Image Editors)"""
     bl_idname = "pvp.preview_frame"
     bl_label = "Preview Frame"
 
@@ -144,12 +145,11 @@ class PVP_OT_preview_frame(bpy.types.Operator):
 
     def _request(self, context):
         depsgraph = context.evaluated_depsgraph_get()
-        subject, channels = viewport.current_frame_request(context.scene, depsgraph)
-        return runtime_options(), subject, context.scene.frame_current, channels
+        return runtime_options(), shot_frame(depsgraph, *render_size(context.scene.render))
 
     def execute(self, context):  # synchronous: background mode, scripts
         try:
-            viewport.write_image(viewport.render_native(*self._request(context)))
+            viewport.write_image(render_shot_frame(*self._request(context)))
         except PVPError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -161,7 +161,7 @@ class PVP_OT_preview_frame(bpy.types.Operator):
         except PVPError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self._future = viewport.IMAGE_RENDERS.submit(viewport.render_native, *request)
+        self._future = viewport.IMAGE_RENDERS.submit(render_shot_frame, *request)
         self._timer = context.window_manager.event_timer_add(viewport.POLL_SECONDS, window=context.window)
         context.window_manager.modal_handler_add(self)
         context.workspace.status_text_set("PVP Avatar: rendering preview (Esc: stop waiting)")

@@ -5,6 +5,10 @@ interpreter, which happens where the runtime starts); a timer picks the result u
 thread.  Each has one :class:`LatestOnlyWorker`: while the animator scrubs, only the render in
 progress and the newest request exist, never a queue.  In background mode (no event loop,
 timers never fire) Preview Frame renders synchronously instead.
+
+Preview Frame and the viewport's camera view show what F12 renders: the frame at the render
+size, placed where the camera sees the rig (``shot_frame``, the engine's own request).  Outside
+camera view there is no shot frame to show, so the viewport draws the unplaced crop, centred.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from ..pvp_runtime.contract.errors import PVPError
 from . import rig as rig_module
 from .latest_only import LatestOnlyWorker
 from .runtime_session import SESSION
+from .shot_frame import render_shot_frame, render_size, shot_frame
 
 PREVIEW_IMAGE = "PVP Preview"
 POLL_SECONDS = 0.05
@@ -62,6 +67,27 @@ def fit_in_region(size: int, region_width: int, region_height: int) -> tuple[int
     return (region_width - side) // 2, (region_height - side) // 2, side
 
 
+def in_camera_view(rv3d) -> bool:
+    return rv3d is not None and rv3d.view_perspective == "CAMERA"
+
+
+def camera_frame_rect(depsgraph, region, rv3d) -> tuple[float, float, float, float] | None:
+    """(x, y, width, height) in region pixels (y up) of the scene camera's frame as this view
+    shows it (the passepartout's hole), or None without a camera."""
+    from bpy_extras.view3d_utils import location_3d_to_region_2d
+    scene = depsgraph.scene
+    if scene.camera is None:
+        return None
+    camera = scene.camera.evaluated_get(depsgraph)
+    # The frame's corners for the scene's render size, pixel aspect, sensor fit and shift.
+    corners = [location_3d_to_region_2d(region, rv3d, camera.matrix_world @ corner)
+               for corner in camera.data.view_frame(scene=scene)]
+    if any(corner is None for corner in corners):
+        return None
+    xs, ys = [corner.x for corner in corners], [corner.y for corner in corners]
+    return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+
+
 def make_texture(pixels: np.ndarray):
     """A GPU texture of top-row-first linear premultiplied RGBA (GPU textures are bottom row first)."""
     import gpu
@@ -71,46 +97,61 @@ def make_texture(pixels: np.ndarray):
     return gpu.types.GPUTexture((width, height), format="RGBA16F", data=buffer)
 
 
-def draw_texture(texture, x: int, y: int, side: int) -> None:
+def draw_texture(texture, x: float, y: float, width: float, height: float) -> None:
     """Draw premultiplied linear colour; the caller binds the display-space shader for colour management."""
     import gpu
     from gpu_extras.presets import draw_texture_2d
     gpu.state.blend_set("ALPHA_PREMULT")
-    draw_texture_2d(texture, (x, y), side, side)
+    draw_texture_2d(texture, (x, y), width, height)
     gpu.state.blend_set("NONE")
 
 
 class ViewportPreview:
-    """The 3D viewport in "Rendered" shading: re-render when the rig's channels change."""
+    """The 3D viewport in "Rendered" shading: re-render when what it shows changes.
 
-    def __init__(self):
+    One for views outside camera view (the crop at the subject's resolution, centred and as
+    large as fits) and one for camera views (the final render's frame over the camera frame),
+    so two viewports, one in camera view and one not, do not undo each other's request.
+    """
+
+    def __init__(self, name: str = "pvp-viewport", in_camera: bool = False):
+        self.in_camera = in_camera
         self.requested: tuple | None = None
         self.pixels: np.ndarray | None = None
         self.texture = None
         self.message = ""
         self.pending = None  # the Future of the newest request, until the timer picks it up
-        self._renders = LatestOnlyWorker("pvp-viewport")
+        self._renders = LatestOnlyWorker(name)
         # One bound method for the timer: every `self._poll` is a new object, which
         # `timers.is_registered` never recognises, so each update would register another timer.
         self._poll_timer = self._poll
 
     def update(self, depsgraph) -> None:
         """On every depsgraph change (UI thread): ask for the current frame if its channels changed."""
-        scene = depsgraph.scene
         try:
-            subject, channels = current_frame_request(scene, depsgraph)
-            from .preferences import runtime_options
-            options = runtime_options()  # probes nothing: see interpreters.AutoDetect
+            key, job, args = self._request(depsgraph)
         except PVPError as exc:
             self.message = str(exc)
             return
-        key = (subject.path, channels.tobytes())
         if key == self.requested:
             return
         self.requested = key
-        self.pending = self._renders.submit(render_native, options, subject, scene.frame_current, channels)
+        self.pending = self._renders.submit(job, *args)
         if not bpy.app.timers.is_registered(self._poll_timer):
             bpy.app.timers.register(self._poll_timer, first_interval=POLL_SECONDS)
+
+    def _request(self, depsgraph) -> tuple:
+        """(key, job, args): what this view shows now, and the render that makes it."""
+        from .preferences import runtime_options
+        scene = depsgraph.scene
+        if self.in_camera:  # what F12 renders: the same request at the same size
+            shot = shot_frame(depsgraph, *render_size(scene.render))
+            placed = b"" if shot.placement is None else shot.placement.tobytes()
+            key = (shot.subject.path, shot.channels.tobytes(), shot.width, shot.height, placed)
+            return key, render_shot_frame, (runtime_options(), shot)  # runtime_options probes nothing
+        subject, channels = current_frame_request(scene, depsgraph)
+        return ((subject.path, channels.tobytes()), render_native,
+                (runtime_options(), subject, scene.frame_current, channels))
 
     def stop(self) -> None:
         """Stop waiting for the pending render (the add-on is being disabled)."""
@@ -138,15 +179,35 @@ class ViewportPreview:
         return None
 
     def draw(self, engine, context, depsgraph) -> None:
-        if self.pixels is None:
+        # A view just switched into or out of camera view last asked the other preview: ask this one now.
+        self.update(depsgraph)
+        rect = self.layout(depsgraph, context.region, context.region_data)
+        if rect is None:
             return
         if self.texture is None:
             self.texture = make_texture(self.pixels)
-        region = context.region
-        x, y, side = fit_in_region(self.pixels.shape[0], region.width, region.height)
         engine.bind_display_space_shader(depsgraph.scene)
-        draw_texture(self.texture, x, y, side)
+        draw_texture(self.texture, *rect)
         engine.unbind_display_space_shader()
 
+    def layout(self, depsgraph, region, rv3d) -> tuple | None:
+        """(x, y, width, height) in region pixels where the newest pixels go, or None (none yet)."""
+        if self.pixels is None:
+            return None
+        if self.in_camera:
+            return camera_frame_rect(depsgraph, region, rv3d)
+        x, y, side = fit_in_region(self.pixels.shape[0], region.width, region.height)
+        return x, y, side, side
 
-PREVIEW = ViewportPreview()
+
+PREVIEW = ViewportPreview()  # outside camera view
+CAMERA_PREVIEW = ViewportPreview("pvp-viewport-camera", in_camera=True)
+
+
+def preview_for(rv3d) -> ViewportPreview:
+    return CAMERA_PREVIEW if in_camera_view(rv3d) else PREVIEW
+
+
+def stop_previews() -> None:
+    for preview in (PREVIEW, CAMERA_PREVIEW):
+        preview.stop()

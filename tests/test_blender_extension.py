@@ -455,7 +455,7 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
                 gpu.matrix.load_identity()
                 gpu.matrix.load_projection_matrix(Matrix.Diagonal((2 / 32, 2 / 32, 1, 1))
                                                   @ Matrix.Translation((-16, -16, 0)))
-                viewport.draw_texture(viewport.make_texture(pixels), 0, 0, 32)
+                viewport.draw_texture(viewport.make_texture(pixels), 0, 0, 32, 32)
             drawn = np.array(framebuffer.read_color(0, 0, 32, 32, 4, 0, "FLOAT").to_list(), dtype=np.float32)
         np.save(ARGS["drawn"], drawn.reshape(32, 32, 4))
         result(read=read, reenacted=reenacted, nla=nla, eye_keyed=eye_keyed, ui=ui, reset=reset,
