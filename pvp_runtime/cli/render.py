@@ -1,4 +1,4 @@
-"""``pvp render BUNDLE CHANNELS -o OUTDIR``: a PNG sequence (and optionally an MP4) from a channel file."""
+"""``pvp render BUNDLE CHANNELS -o OUTDIR``: a PNG or EXR sequence (and optionally an MP4) from a channel file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from ..contract.channel_files import SUPPORTED_SUFFIXES
 from ..contract.channels import ChannelStats, normalize_reenactment
 from ..contract.errors import PVPError
 from ..formats.channel_sources import SOURCES, read_any_channels
-from ..image_io import VideoWriter, staged_directory, write_png
+from ..contract.provenance import file_sha256, frame_metadata
+from ..image_io import FRAME_FORMATS, VideoWriter, staged_directory, write_exr, write_png
+from ..imaging import linear_to_srgb16
 
 log = logging.getLogger("pvp.render")
 DEFAULT_FPS = 25.0
@@ -20,10 +22,12 @@ DEFAULT_FPS = 25.0
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "render", help="render a channel file to a PNG sequence",
+        "render", help="render a channel file to a PNG or EXR sequence",
         description="Render every frame of a channel file with a subject bundle. Frames are written as "
-                    "OUTDIR/frame_NNNN.png (sRGB, RGBA, straight alpha), numbered by their index in the "
-                    f"channel file. Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see README, 'Channel files'), or "
+                    "OUTDIR/frame_NNNN.png (sRGB, RGBA, straight alpha; --format png16: 16 bit) or "
+                    "OUTDIR/frame_NNNN.exr (--format exr: half float, scene-linear, premultiplied RGBA), "
+                    "numbered by their index in the channel file, each carrying the PVP provenance keys "
+                    f"(pvp verify shows them). Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see README, 'Channel files'), or "
                     "tracker output read directly: DECA codes .npz, an EMOCA --save_codes folder, SMIRK "
                     "outputs .npz, feats.json. "
                     "Nothing is written unless every frame renders.")
@@ -36,6 +40,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per synthesis pass (default 8)")
     parser.add_argument("--half", action="store_true", help="float16 synthesis on CUDA")
+    parser.add_argument("--format", choices=FRAME_FORMATS, default="png",
+                        help="png (8-bit sRGB, default), png16 (16-bit sRGB) or exr (half-float scene-linear)")
     parser.add_argument("--video", action="store_true", help="also write OUTDIR/render.mp4")
     parser.add_argument("--fps", type=float, help="video frame rate (default: the file's, else 25)")
     parser.add_argument("--reenact", action="store_true",
@@ -43,6 +49,13 @@ def add_parser(subparsers) -> None:
                              "normalisation with the clip's and the subject's statistics)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(run=run)
+
+
+FRAME_WRITERS = {
+    "png": lambda path, batch, i, metadata: write_png(path, batch.srgb8[i], metadata),
+    "png16": lambda path, batch, i, metadata: write_png(path, linear_to_srgb16(batch.linear[i]), metadata),
+    "exr": lambda path, batch, i, metadata: write_exr(path, batch.linear[i], metadata),
+}
 
 
 def parse_frame_range(text: str | None, count: int) -> range:
@@ -77,18 +90,22 @@ def run(args) -> int:
     fps = args.fps or clip.fps or DEFAULT_FPS
     log.info("rendering %d frames of %s with %s on %s", len(frames), args.channels, avatar.name, avatar.device)
     width = max(4, len(str(selected[-1])))
+    metadata = frame_metadata(avatar.name, file_sha256(args.bundle))
+    write_frame = FRAME_WRITERS[args.format]
+    outputs = ("srgb8",) if args.format == "png" else ("linear", "srgb8") if args.video else ("linear",)
     with staged_directory(args.output, overwrite=args.overwrite) as staging:
         video = VideoWriter(staging / "render.mp4", fps, avatar.resolution) if args.video else None
         try:
             with tqdm(total=len(frames), unit="frame", desc="render", disable=None) as progress:
                 for start in range(0, len(frames), args.batch_size):
                     batch = avatar.render(frames[start:start + args.batch_size], batch_size=args.batch_size,
-                                          outputs=("srgb8",))
-                    for offset, image in enumerate(batch.srgb8):
+                                          outputs=outputs)
+                    for offset in range(len(batch)):
                         index = selected[start + offset]
-                        write_png(staging / f"frame_{index:0{width}d}.png", image)
+                        path = staging / f"frame_{index:0{width}d}{FRAME_FORMATS[args.format]}"
+                        write_frame(path, batch, offset, metadata)
                         if video:
-                            video.write(image)
+                            video.write(batch.srgb8[offset])
                     progress.update(len(batch))
         finally:
             if video:
