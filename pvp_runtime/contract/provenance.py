@@ -2,7 +2,9 @@
 
 The Blender engine adds these as stamp fields to each Render Result (Blender writes them into
 PNG text chunks and EXR headers), ``pvp render`` writes them into its PNG and EXR files, and
-``pvp verify`` reads them back.  Stdlib only: the extension ships this module.
+``pvp verify`` reads them back.  A shot that composites the avatar over another engine's render
+writes that engine's stamp, not ours, so there the same keys go into Blender's Note field, one
+``key: value`` line each.  Stdlib only: the extension ships this module.
 """
 
 from __future__ import annotations
@@ -36,9 +38,24 @@ def frame_metadata(subject_name: str, bundle_sha256: str) -> dict[str, str]:
             TOOL: tool_version()}
 
 
+NOTE = "Note"  # the metadata key Blender writes its stamp note under
+
+
+def note_with_provenance(note: str, metadata: Mapping[str, str]) -> str:
+    """A stamp note holding ``metadata`` as ``key: value`` lines first (Blender caps the note's
+    length), then the note's own lines that are not PVP keys."""
+    own = [line for line in note.splitlines() if line.strip() and not line.startswith(PREFIX)]
+    return "\n".join([f"{key}: {value}" for key, value in metadata.items()] + own)
+
+
 def pvp_fields(metadata: Mapping[str, str]) -> dict[str, str]:
-    """The PVP keys among a file's metadata (empty when it carries none)."""
-    return {key: value for key, value in metadata.items() if key.startswith(PREFIX)}
+    """The PVP keys among a file's metadata, as fields or as lines of its Note (empty when none)."""
+    found = {key: value for key, value in metadata.items() if key.startswith(PREFIX)}
+    for line in str(metadata.get(NOTE, "")).splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key.startswith(PREFIX):
+            found.setdefault(key, value)
+    return found
 
 
 def file_sha256(path: str | os.PathLike) -> str:
