@@ -37,6 +37,7 @@ SCENARIO = textwrap.dedent("""
     prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
     bpy.ops.pvp.add_head_rig(subject_path=ARGS["bundle"])
     rig = bpy.context.object
+    rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
     head = rig.pose.bones["head"]
     for frame, yaw, roll in ((1, 0.3, 0.0), (2, -0.2, 0.5)):
         head.rotation_euler[1], head.rotation_euler[2] = yaw, roll
