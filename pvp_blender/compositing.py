@@ -11,7 +11,7 @@ Over, so one F12 / ``blender -b -a`` renders both in sync.  The overlay scene
 links the rig and the shot's camera (a scene without a camera renders
 nothing) and follows the shot's camera and the settings that place the avatar
 (resolution, percentage, pixel aspect) and its frame range, copied before each
-render.
+render.  The shot's frames carry the avatar's provenance keys in their Note field.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
+from ..pvp_runtime.contract.errors import PVPError
+from ..pvp_runtime.contract.provenance import note_with_provenance
+from . import frame_provenance
+from . import rig as rig_module
 from .engine import ENGINE_ID
+from .runtime_session import SESSION
 
 # Everything the avatar's size and placement depend on (besides the camera), and the frame range.
 SYNCED_SETTINGS = ("render.resolution_x", "render.resolution_y", "render.resolution_percentage",
@@ -100,6 +105,20 @@ def sync_overlay_scenes(scene, _depsgraph=None) -> None:
     for other in bpy.data.scenes:
         if other.pvp.overlay_of == scene:
             copy_render_settings(scene, other)
+            stamp_provenance_note(scene, other)
+
+
+def stamp_provenance_note(scene, overlay) -> None:
+    """The shot's frames are written with the shot engine's stamp, which holds none of the overlay's
+    fields: put the provenance keys into the shot's Note (read at each frame's write; checked on
+    4.2, 4.5 and 5.0).  A rig without a readable subject is left to fail its own render."""
+    try:
+        subject = SESSION.subject(rig_module.subject_file(rig_module.scene_rig(overlay)))
+        metadata = frame_provenance.subject_metadata(subject)
+    except (PVPError, OSError):
+        return
+    scene.render.use_stamp_note = True
+    scene.render.stamp_note_text = note_with_provenance(scene.render.stamp_note_text, metadata)
 
 
 def setup_overlay(scene, rig):
@@ -127,6 +146,7 @@ def setup_overlay(scene, rig):
     tree.links.new(shot.outputs["Image"], background)
     tree.links.new(avatar.outputs["Image"], foreground)
     tree.links.new(over.outputs["Image"], output_socket(tree))
+    stamp_provenance_note(scene, overlay)  # shown in the Metadata panel now; refreshed at every render
     return overlay
 
 

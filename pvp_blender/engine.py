@@ -1,8 +1,9 @@
 """The "PVP Avatar" render engine.
 
 F12 / ``blender -b -f N``: read the rig from the render depsgraph, get the
-frame from the runtime, write it into the Render Result (scene-linear,
-premultiplied, bottom row first).  Blender's compositor and output settings
+frame from the runtime, write it into the Render Result (scene-linear in the
+scene's working space, premultiplied, bottom row first) with the provenance
+stamp fields.  Blender's compositor and output settings (PNG 8/16-bit, EXR...)
 take it from there.
 
 Animation renders (Ctrl+F12 / ``-a``): on a frame that is not cached, the
@@ -22,10 +23,12 @@ import traceback
 
 import bpy
 import numpy as np
+from mathutils import Color
 
-from ..pvp_runtime.contract.errors import PVPError
+from ..pvp_runtime.contract.errors import ChannelError, PVPError
+from . import frame_provenance
 from . import rig as rig_module
-from . import viewport
+from . import viewport, working_space
 from .placement import frame_placement, stack_placements
 from .preferences import runtime_options
 from .runtime_session import SESSION, prefetch_frames
@@ -50,6 +53,13 @@ def border_rect(render, width: int, height: int) -> tuple[int, int, int, int]:
     return x0, y0, x1 - x0, y1 - y0
 
 
+def working_space_matrix():
+    """Rec.709 linear -> the scene's working space, as Blender converts it (None: the same space)."""
+    colorspace = getattr(bpy.data, "colorspace", None)  # 5.0: the file chooses its working space
+    name = colorspace.working_space if colorspace is not None else "the colour config's scene_linear role"
+    return working_space.conversion_matrix(lambda rgb: tuple(Color(rgb).from_rec709_linear_to_scene_linear()), name)
+
+
 class PVPAvatarEngine(bpy.types.RenderEngine):
     bl_idname = ENGINE_ID
     bl_label = "PVP Avatar"
@@ -69,6 +79,7 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
 
     def _render(self, depsgraph):
         scene = depsgraph.scene
+        to_working_space = working_space_matrix()  # refuses a working space it cannot produce, before any work
         width, height = self.resolution_x, self.resolution_y
         shot = shot_frame(depsgraph, width, height)  # what Preview Frame and the camera view ask for too
         rig, subject, frame, channels = shot.rig, shot.subject, shot.frame, shot.channels
@@ -84,7 +95,9 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
                 return
             image = SESSION.render(options, subject, frames, np.stack(rows), width, height,
                                    stack_placements(places))[0]
-        self._write(scene, image, width, height)
+        self._write(scene, working_space.to_working_space(image, to_working_space), width, height)
+        # On the full result: Blender writes its stamp fields into PNG text chunks and EXR headers.
+        frame_provenance.stamp(self.get_result(), subject)
 
     def _prefetch_channels(self, depsgraph, rig, subject, frame, batch_size, frame_bytes, frames, rows, places):
         scene = depsgraph.scene

@@ -35,11 +35,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from . import __version__
 from .contract.atomic_files import replacing
 from .contract.channels import ChannelLayout, ChannelStats
 from .contract.edits import EDITS_FILE, layout_of, num_ws_of, specs_from_manifest
 from .contract.errors import BundleError, PVPError
+from .contract.provenance import tool_version
 # The manifest layer is torch-free and lives in the contract, which the Blender extension ships.
 from .contract.subject_manifest import (DEFAULT_EYE_DISTANCE, DEFAULT_HEAD_CENTRE, FORMAT_NAME, FORMAT_VERSION,
                                         MANIFEST, read_subject_manifest)
@@ -123,7 +123,7 @@ class SubjectBundle:
 
 def default_provenance(source: str, **extra) -> dict:
     return {"source": source, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "tool": f"pvp-avatar {__version__}", **extra}
+            "tool": tool_version(), **extra}
 
 
 # --------------------------------------------------------------------------- saving

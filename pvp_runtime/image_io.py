@@ -1,4 +1,9 @@
-"""Writing frames: PNG sequences, MP4 previews, and all-or-nothing output folders."""
+"""Writing frames: PNG and EXR files with metadata, MP4 previews, and all-or-nothing output folders.
+
+Frame formats (``pvp render --format``): ``png`` (8-bit sRGB, straight alpha), ``png16``
+(16-bit sRGB, straight alpha) and ``exr`` (half float, scene-linear Rec.709, premultiplied).
+Each file is written atomically and carries its metadata (PNG text chunks, EXR header strings).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,54 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import cv2
 import numpy as np
 
-from .contract.errors import PVPError
+from .contract.atomic_files import replacing
+from .contract.errors import ImageFileError, PVPError
+from .exr import MAGIC_BYTES as EXR_MAGIC
+from .exr import encode_exr, read_exr_header
+from .png_text import SIGNATURE as PNG_SIGNATURE
+from .png_text import add_text, read_text
+
+FRAME_FORMATS = {"png": ".png", "png16": ".png", "exr": ".exr"}  # --format -> file suffix
 
 
-def write_png(path: Path, rgba8: np.ndarray) -> None:
-    """Write one [H, W, 4] uint8 RGBA frame (straight alpha)."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgba8, cv2.COLOR_RGBA2BGRA)):
-        raise PVPError(f"{path}: could not write PNG")
+def write_png(path: Path, rgba: np.ndarray, metadata: Mapping[str, str] | None = None) -> None:
+    """Write one [H, W, 4] uint8 or uint16 RGBA frame (straight alpha), with text chunks."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    if not ok:
+        raise PVPError(f"{path}: could not encode PNG")
+    data = add_text(encoded.tobytes(), metadata) if metadata else encoded.tobytes()
+    _write_bytes(path, data)
+
+
+def write_exr(path: Path, linear: np.ndarray, metadata: Mapping[str, str] | None = None) -> None:
+    """Write one [H, W, 4] float frame (scene-linear, premultiplied) as half-float EXR with header strings."""
+    _write_bytes(path, encode_exr(linear, metadata))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    try:
+        with replacing(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise PVPError(f"{path}: could not write ({exc.strerror or exc})") from None
+
+
+def read_metadata(path: Path) -> tuple[str, dict]:
+    """("PNG" or "EXR", the file's metadata: PNG text chunks, or the EXR header) of a checked file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if data.startswith(PNG_SIGNATURE):
+        return "PNG", read_text(data, str(path))
+    if data.startswith(EXR_MAGIC):
+        return "EXR", read_exr_header(data, str(path))
+    raise ImageFileError(f"{path}: neither a PNG nor an OpenEXR file")
 
 
 def read_png_rgba(path: Path) -> np.ndarray:

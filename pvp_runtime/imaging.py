@@ -40,3 +40,11 @@ def unpremultiply(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
 def to_channels_last_numpy(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def linear_to_srgb16(linear: np.ndarray) -> np.ndarray:
+    """[..., 4] float scene-linear premultiplied RGBA -> uint16 sRGB with straight alpha (16-bit PNG)."""
+    rgba = torch.from_numpy(np.ascontiguousarray(linear, dtype=np.float32))
+    alpha = rgba[..., 3:].clamp(0.0, 1.0)
+    srgb = linear_to_srgb(unpremultiply(rgba[..., :3], alpha))
+    return (torch.cat([srgb, alpha], dim=-1) * 65535.0).round().to(torch.int32).numpy().astype(np.uint16)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from pvp_runtime.avatar import Avatar
-from pvp_runtime.image_io import read_png_rgba
+from pvp_runtime.contract.provenance import file_sha256, frame_metadata, pvp_fields
+from pvp_runtime.image_io import read_metadata, read_png_rgba
 
 pytest.importorskip("bpy", reason="the demo renders through Blender (the bpy wheel)")
 
@@ -53,6 +54,9 @@ def test_demo_renders_frames_video_and_contact_sheet(demo_run):
     # The avatar is there (opaque in the middle) and the keyed head turn moves it.
     assert images[0][96:160, 96:160, 3].min() > 200
     assert np.abs(images[3].astype(int) - images[0].astype(int)).mean() > 1.0
+    # Every frame of the shot says that it is synthetic, whose likeness it is and where it came from.
+    for frame in frames:
+        assert pvp_fields(read_metadata(frame)[1]) == frame_metadata("demo", file_sha256(SUBJECT))
     video = cv2.VideoCapture(summary["video"])
     count = 0
     while video.read()[0]:

@@ -19,6 +19,7 @@ from pvp_runtime.bundle import load_bundle
 from pvp_runtime.cli.main import main
 from pvp_runtime.fit.checkpoint import CheckpointError, load_checkpoint
 from pvp_runtime.fit.config import FitConfig
+from pvp_runtime.fit.data import FrameSource
 from pvp_runtime.fit.finite import FitDiverged
 from pvp_runtime.fit.lpips import alexnet_features
 from pvp_runtime.fit.pipeline import FitRequest, FitRun
@@ -269,6 +270,8 @@ def test_cli_scratch_fit_writes_report_sheet_and_bundle(files, tmp_path, capsys)
     fit = bundle.provenance["fit"]
     assert fit["config"]["scratch"]["steps"] == 12 and fit["config"]["seed"] == 3 and fit["prior"] == "scratch"
     assert FitConfig.from_dict(fit["config"]).mapper.steps == 10  # the saved config loads back
+    # The bundle names its footage: the SHA-256 of the frames it was fitted to.
+    assert bundle.provenance["source_video_sha256"] == FrameSource.open(files["frames"]).content_sha256()
     assert bundle.channel_stats.mean.shape == (9 + 6 + 6,)
     # Where the head sits in the crop (placement in a shot), measured from the crop landmarks.
     with np.load(out / "alignment.npz") as alignment:

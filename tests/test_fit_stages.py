@@ -140,13 +140,15 @@ def test_locality_regulariser(clip, lpips):
     assert all(p.grad is None for p in original.parameters())
 
 
-def _scratch_stage(clip, prepared, lpips, mode, frame_roll=None):
+def _scratch_stage(clip, prepared, lpips, mode, frame_roll=None, **settings):
     from pvp_runtime.model.stylegan2 import Generator
 
     torch.manual_seed(0)
     generator = Generator(tiny_config(32, 16))
     config = FitConfig().scratch
     config.steps, config.batch_size, config.mode = 18, 3, mode
+    for name, value in settings.items():
+        setattr(config, name, value)
     frames = np.array([0, 8, 16])
     model = PVPModel(MapperConfig(num_pivots=3, num_expressions=clip.layout.num_expressions, hidden=16),
                      generator.num_ws, 16)
@@ -184,6 +186,15 @@ def test_joint_scratch_prior_trains_generator_codes_and_mappers_on_every_frame(c
     stage.finish()
     assert not any(p.requires_grad for p in (*generator.parameters(), *model.parameters()))
 
+
+
+def test_joint_scratch_prior_without_a_pivot_term_renders_no_pivot_batch(clip, prepared, lpips, monkeypatch):
+    stage, generator, model = _scratch_stage(clip, prepared, lpips, "joint", pivot_weight=0.0,
+                                             pixel_loss="laplacian_l1")
+    monkeypatch.setattr(stage, "_pivot_batch", lambda index: pytest.fail("pivot batch rendered"))
+    records = [stage.step(i) for i in range(stage.total_steps)]
+    assert "pivot_pixel" not in records[0]
+    assert np.mean([r["pixel"] for r in records[-4:]]) < 0.8 * np.mean([r["pixel"] for r in records[:4]]), records
 
 def test_learning_rates_ramp_down_to_zero_at_the_last_step():
     assert cosine_rampdown(0, 100, 0.3) == 1.0 and cosine_rampdown(69, 100, 0.3) == 1.0

@@ -14,9 +14,9 @@ import sys
 from .. import __version__
 from ..contract.errors import PVPError
 from ..host_memory import keep_freed_memory
-from . import convert_channels, edits, examples, fit, import_generator, info, learn_arkit_map, render, serve
+from . import convert_channels, edits, examples, fit, import_generator, info, learn_arkit_map, render, serve, verify
 
-COMMANDS = (info, render, examples, import_generator, convert_channels, learn_arkit_map, fit, edits, serve)
+COMMANDS = (info, render, verify, examples, import_generator, convert_channels, learn_arkit_map, fit, edits, serve)
 log = logging.getLogger("pvp")
 
 

@@ -1,4 +1,4 @@
-"""``pvp render BUNDLE CHANNELS -o OUTDIR``: a PNG sequence (and optionally an MP4) from a channel file."""
+"""``pvp render BUNDLE CHANNELS -o OUTDIR``: a PNG or EXR sequence (and optionally an MP4) from a channel file."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..avatar import Avatar
+from ..avatar import Avatar, RenderedFrames
 from ..canvas import MAX_CANVAS_SIDE, column_affines, place_on_canvas, to_srgb8, warp_on_canvas
 from ..contract.channel_files import SUPPORTED_SUFFIXES
 from ..contract.channels import ChannelStats, normalize_reenactment
 from ..contract.errors import PVPError
 from ..formats.channel_sources import SOURCES, read_any_channels
-from ..image_io import VideoWriter, staged_directory, write_png
+from ..contract.provenance import file_sha256, frame_metadata
+from ..image_io import FRAME_FORMATS, VideoWriter, staged_directory, write_exr, write_png
+from ..imaging import linear_to_srgb16
 
 log = logging.getLogger("pvp.render")
 DEFAULT_FPS = 25.0
@@ -21,10 +23,12 @@ DEFAULT_FPS = 25.0
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "render", help="render a channel file to a PNG sequence",
+        "render", help="render a channel file to a PNG or EXR sequence",
         description="Render every frame of a channel file with a subject bundle. Frames are written as "
-                    "OUTDIR/frame_NNNN.png (sRGB, RGBA, straight alpha), numbered by their index in the "
-                    f"channel file. Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see README, 'Channel files'), or "
+                    "OUTDIR/frame_NNNN.png (sRGB, RGBA, straight alpha; --format png16: 16 bit) or "
+                    "OUTDIR/frame_NNNN.exr (--format exr: half float, scene-linear, premultiplied RGBA), "
+                    "numbered by their index in the channel file, each carrying the PVP provenance keys "
+                    f"(pvp verify shows them). Channel files: {', '.join(SUPPORTED_SUFFIXES)} (see README, 'Channel files'), or "
                     "tracker output read directly: DECA codes .npz, an EMOCA --save_codes folder, SMIRK "
                     "outputs .npz, feats.json. "
                     "Nothing is written unless every frame renders.")
@@ -39,6 +43,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per synthesis pass (default 8)")
     parser.add_argument("--half", action="store_true", help="float16 synthesis on CUDA")
+    parser.add_argument("--format", choices=FRAME_FORMATS, default="png",
+                        help="png (8-bit sRGB, default), png16 (16-bit sRGB) or exr (half-float scene-linear)")
     parser.add_argument("--video", action="store_true", help="also write OUTDIR/render.mp4")
     parser.add_argument("--fps", type=float, help="video frame rate (default: the file's, else 25)")
     parser.add_argument("--reenact", action="store_true",
@@ -48,6 +54,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--height", type=int, help="output canvas height in pixels (default: the subject's resolution)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(run=run)
+
+
+FRAME_WRITERS = {
+    "png": lambda path, batch, i, metadata: write_png(path, batch.srgb8[i], metadata),
+    "png16": lambda path, batch, i, metadata: write_png(path, linear_to_srgb16(batch.linear[i]), metadata),
+    "exr": lambda path, batch, i, metadata: write_exr(path, batch.linear[i], metadata),
+}
 
 
 def parse_frame_range(text: str | None, count: int) -> range:
@@ -68,17 +81,17 @@ def parse_frame_range(text: str | None, count: int) -> range:
 
 
 def canvas_placer(columns: dict, selected: range, canvas: tuple[int, int], avatar: Avatar):
-    """None (the subject's own square, as before), or ``(linear frames, first index) -> sRGB8`` that
-    puts them on the canvas: by the clip's ``place_*`` columns, else centred and fitted."""
+    """None (the subject's own square, as before), or ``(linear frames, first index) -> linear frames``
+    on the canvas (premultiplied): placed by the clip's ``place_*`` columns, else centred and fitted."""
     width, height = canvas
     if not columns and canvas == (avatar.resolution, avatar.resolution):
         return None
     if not columns:
-        return lambda linear, start: to_srgb8(place_on_canvas(linear, width, height))
+        return lambda linear, start: place_on_canvas(linear, width, height)
     picked = {name: values[selected.start:selected.stop:selected.step] for name, values in columns.items()}
     affines = column_affines(picked, len(selected), width, height, avatar.resolution,
                              avatar.bundle.framing.head_centre)
-    return lambda linear, start: to_srgb8(warp_on_canvas(linear, affines[start:start + len(linear)], width, height))
+    return lambda linear, start: warp_on_canvas(linear, affines[start:start + len(linear)], width, height)
 
 
 def run(args) -> int:
@@ -102,6 +115,9 @@ def run(args) -> int:
     place = canvas_placer(clip.placement, selected, canvas, avatar)
     log.info("rendering %d frames of %s with %s on %s", len(frames), args.channels, avatar.name, avatar.device)
     width = max(4, len(str(selected[-1])))
+    metadata = frame_metadata(avatar.name, file_sha256(args.bundle))
+    write_frame = FRAME_WRITERS[args.format]
+    outputs = ("srgb8",) if args.format == "png" else ("linear", "srgb8") if args.video else ("linear",)
     with staged_directory(args.output, overwrite=args.overwrite) as staging:
         video = VideoWriter(staging / "render.mp4", fps, canvas) if args.video else None
         try:
@@ -109,16 +125,18 @@ def run(args) -> int:
                 for start in range(0, len(frames), args.batch_size):
                     chunk = frames[start:start + args.batch_size]
                     if place is None:
-                        images = avatar.render(chunk, batch_size=args.batch_size, outputs=("srgb8",)).srgb8
+                        batch = avatar.render(chunk, batch_size=args.batch_size, outputs=outputs)
                     else:
-                        linear = avatar.render(chunk, batch_size=args.batch_size, outputs=("linear",)).linear
-                        images = place(linear, start)
-                    for offset, image in enumerate(images):
+                        linear = place(avatar.render(chunk, batch_size=args.batch_size, outputs=("linear",)).linear,
+                                       start)
+                        batch = RenderedFrames(linear=linear, srgb8=to_srgb8(linear) if "srgb8" in outputs else None)
+                    for offset in range(len(batch)):
                         index = selected[start + offset]
-                        write_png(staging / f"frame_{index:0{width}d}.png", image)
+                        path = staging / f"frame_{index:0{width}d}{FRAME_FORMATS[args.format]}"
+                        write_frame(path, batch, offset, metadata)
                         if video:
-                            video.write(image)
-                    progress.update(len(images))
+                            video.write(batch.srgb8[offset])
+                    progress.update(len(batch))
         finally:
             if video:
                 video.close()

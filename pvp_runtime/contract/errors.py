@@ -30,3 +30,7 @@ class RuntimeProcessError(PVPError):
 class AssetError(PVPError):
     """A third-party file (checkpoint, face model, tracker output) of the wrong kind, truncated,
     with unexpected shapes, or one that would need code to run to be read."""
+
+
+class ImageFileError(PVPError):
+    """A frame file (PNG, EXR) that is not readable, truncated or damaged, or carries no PVP metadata."""

@@ -21,6 +21,7 @@ Layouts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -35,6 +36,7 @@ import numpy as np
 from ..formats.channel_sources import read_any_channels
 from ..contract.channels import ChannelLayout
 from ..contract.errors import PVPError
+from ..contract.provenance import file_sha256
 from .config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,14 @@ class FrameSource:
 
     def describe(self, index: int) -> str:
         return f"{self.files[index]}" if self.files is not None else f"{self.path}: frame {index}"
+
+    def content_sha256(self) -> str:
+        """SHA-256 of the video file, or of a folder's images in frame order (each file's name and
+        SHA-256, one line each), so a bundle can name exactly the footage it was fitted to."""
+        if self.files is None:
+            return file_sha256(self.path)
+        lines = "".join(f"{path.name}\t{file_sha256(path)}\n" for path in self.files)
+        return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
     @classmethod
     def open(cls, path: str | Path, what: str = "frames", matte: bool = False) -> "FrameSource":

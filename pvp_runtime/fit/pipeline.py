@@ -512,7 +512,7 @@ class FitRun:
         bundle = SubjectBundle(
             name=self.request.name, generator=self.generator, model=self.model, framing=self._framing(clip),
             channel_stats=ChannelStats.of(self.inputs.channels[self.inputs.split.train]),
-            provenance=default_provenance("pvp fit", fit={
+            provenance=default_provenance("pvp fit", source_video_sha256=self.inputs.frames.content_sha256(), fit={
                 "prior": self.request.prior, "config": self.config.to_dict(), "inputs": self.inputs.describe(),
                 "pivots": self.pivot_choice, "evaluation": evaluation.summary(),
                 "lpips": {"train": self.lpips("train").provenance, "eval": self.lpips("eval").provenance},

@@ -151,9 +151,12 @@ class ScratchPriorStage(TrainingStage):
         scale = cosine_rampdown(index, self.total_steps, config.lr_rampdown)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * scale
-        pivot_loss, pivot_losses, distance, ends_epoch = self._pivot_batch(index)
-        record = {"pivot_pixel": pivot_losses["pixel"]}
-        total = config.pivot_weight * pivot_loss if self.joint else pivot_loss
+        record, total, distance, ends_epoch = {}, 0.0, None, False
+        # A joint run with no pivot term skips the pivot batch: half of each step's work.
+        if not self.joint or config.pivot_weight > 0:
+            pivot_loss, pivot_losses, distance, ends_epoch = self._pivot_batch(index)
+            record["pivot_pixel"] = pivot_losses["pixel"]
+            total = config.pivot_weight * pivot_loss if self.joint else pivot_loss
         if self.joint:
             frame_loss, frame_losses = self._frame_batch(index)
             total = total + frame_loss
