@@ -23,7 +23,6 @@ import traceback
 
 import bpy
 import numpy as np
-from mathutils import Color
 
 from ..pvp_runtime.contract.errors import ChannelError, PVPError
 from . import frame_provenance
@@ -53,13 +52,6 @@ def border_rect(render, width: int, height: int) -> tuple[int, int, int, int]:
     return x0, y0, x1 - x0, y1 - y0
 
 
-def working_space_matrix():
-    """Rec.709 linear -> the scene's working space, as Blender converts it (None: the same space)."""
-    colorspace = getattr(bpy.data, "colorspace", None)  # 5.0: the file chooses its working space
-    name = colorspace.working_space if colorspace is not None else "the colour config's scene_linear role"
-    return working_space.conversion_matrix(lambda rgb: tuple(Color(rgb).from_rec709_linear_to_scene_linear()), name)
-
-
 class PVPAvatarEngine(bpy.types.RenderEngine):
     bl_idname = ENGINE_ID
     bl_label = "PVP Avatar"
@@ -79,7 +71,7 @@ class PVPAvatarEngine(bpy.types.RenderEngine):
 
     def _render(self, depsgraph):
         scene = depsgraph.scene
-        to_working_space = working_space_matrix()  # refuses a working space it cannot produce, before any work
+        to_working_space = working_space.working_space_matrix()  # refuses a working space it cannot produce, before any work
         width, height = self.resolution_x, self.resolution_y
         shot = shot_frame(depsgraph, width, height)  # what Preview Frame and the camera view ask for too
         rig, subject, frame, channels = shot.rig, shot.subject, shot.frame, shot.channels

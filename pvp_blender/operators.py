@@ -13,7 +13,7 @@ from ..pvp_runtime.contract.errors import PVPError
 from ..pvp_runtime.formats.arkit_maps import HOW_TO_GET_ONE
 from ..pvp_runtime.formats.channel_sources import read_any_channels
 from ..pvp_runtime.formats.live_link import capture_frames, is_live_link_csv, read_live_link_csv
-from . import animation, compositing, face_controls, flame_mesh, interpreters, viewport
+from . import animation, compositing, face_controls, flame_mesh, interpreters, viewport, working_space
 from . import rig as rig_module
 from .latest_only import LatestOnlyWorker
 from .placement import frame_front_camera
@@ -144,6 +144,7 @@ class PVP_OT_preview_frame(bpy.types.Operator):
         return _has_rig(context)
 
     def _request(self, context):
+        working_space.working_space_matrix()  # refuses a working space the preview cannot show, before rendering
         depsgraph = context.evaluated_depsgraph_get()
         return runtime_options(), shot_frame(depsgraph, *render_size(context.scene.render))
 

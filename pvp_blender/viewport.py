@@ -9,6 +9,8 @@ timers never fire) Preview Frame renders synchronously instead.
 Preview Frame and the viewport's camera view show what F12 renders: the frame at the render
 size, placed where the camera sees the rig (``shot_frame``, the engine's own request).  Outside
 camera view there is no shot frame to show, so the viewport draws the unplaced crop, centred.
+Both hold what F12's Render Result holds: the runtime's Rec.709 linear converted to the scene's
+working space (``working_space``), which Blender's view transform then shows as it shows F12's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from ..pvp_runtime.contract.errors import PVPError
 from . import rig as rig_module
+from . import working_space
 from .latest_only import LatestOnlyWorker
 from .runtime_session import SESSION
 from .shot_frame import render_shot_frame, render_size, shot_frame
@@ -42,8 +45,10 @@ def render_native(options, subject, frame: int, channels: np.ndarray) -> np.ndar
 
 
 def write_image(pixels: np.ndarray, name: str = PREVIEW_IMAGE):
-    """Put top-row-first linear premultiplied RGBA into a float Image datablock and show it in
-    every Image Editor."""
+    """Put top-row-first Rec.709 linear premultiplied RGBA into a float Image datablock, in the
+    working space as F12's Render Result (a float image's pixels are scene-linear), and show it in
+    every Image Editor.  A working space it cannot produce raises PVPError before any image changes."""
+    pixels = working_space.to_working_space(pixels, working_space.working_space_matrix())
     height, width = pixels.shape[:2]
     image = bpy.data.images.get(name)
     if image is None or tuple(image.size) != (width, height) or not image.is_float:
@@ -89,7 +94,7 @@ def camera_frame_rect(depsgraph, region, rv3d) -> tuple[float, float, float, flo
 
 
 def make_texture(pixels: np.ndarray):
-    """A GPU texture of top-row-first linear premultiplied RGBA (GPU textures are bottom row first)."""
+    """A GPU texture of top-row-first premultiplied RGBA (GPU textures are bottom row first)."""
     import gpu
     height, width = pixels.shape[:2]
     flat = np.ascontiguousarray(pixels[::-1], dtype=np.float32).ravel()
@@ -119,6 +124,7 @@ class ViewportPreview:
         self.requested: tuple | None = None
         self.pixels: np.ndarray | None = None
         self.texture = None
+        self.texture_space = None  # the working-space matrix (bytes) the texture was converted with
         self.message = ""
         self.pending = None  # the Future of the newest request, until the timer picks it up
         self._renders = LatestOnlyWorker(name)
@@ -184,11 +190,26 @@ class ViewportPreview:
         rect = self.layout(depsgraph, context.region, context.region_data)
         if rect is None:
             return
-        if self.texture is None:
-            self.texture = make_texture(self.pixels)
+        try:
+            texture = self.working_space_texture()
+        except PVPError as exc:
+            self.message = str(exc)
+            return
         engine.bind_display_space_shader(depsgraph.scene)
-        draw_texture(self.texture, *rect)
+        draw_texture(texture, *rect)
         engine.unbind_display_space_shader()
+
+    def working_space_texture(self):
+        """The newest pixels as a texture in the working space (GPU context needed).  The viewport
+        draws a scene-linear buffer and applies the view transform to all of it, as to F12's
+        result, so the texture holds what the Render Result would.  Rebuilt when the pixels or the
+        file's working space change (raises PVPError for a working space it cannot produce)."""
+        to_working = working_space.working_space_matrix()
+        space = None if to_working is None else to_working.tobytes()
+        if self.texture is None or space != self.texture_space:
+            self.texture = make_texture(working_space.to_working_space(self.pixels, to_working))
+            self.texture_space = space
+        return self.texture
 
     def layout(self, depsgraph, region, rv3d) -> tuple | None:
         """(x, y, width, height) in region pixels where the newest pixels go, or None (none yet)."""

@@ -5,7 +5,11 @@ Blender 5.0 lets a file choose its working space (Linear Rec.709, Linear Rec.202
 there: ``mathutils.Color.from_rec709_linear_to_scene_linear`` follows both.  That conversion,
 probed on the unit colours, is a 3x3 matrix applied to the premultiplied pixels (a linear map
 commutes with premultiplication).  A working space the probe shows is not linear RGB is refused.
-No bpy here: the engine passes the conversion in.
+
+F12's Render Result, Preview Frame's image and the viewport's texture all hold working-space
+values (Blender applies the view transform to each), so all three convert here.  Only
+:func:`working_space_matrix` reads Blender (on the main thread); the rest is numpy, testable
+without Blender.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ def conversion_matrix(convert: Callable[[Sequence[float]], Sequence[float]], nam
     if np.abs(matrix - np.eye(3)).max() <= LINEARITY_TOLERANCE:
         return None
     return matrix.astype(np.float32)
+
+
+def working_space_matrix() -> np.ndarray | None:
+    """Rec.709 linear -> the open file's working space, as Blender converts it (None: the same space)."""
+    import bpy  # here, not at the top: the module's numpy part imports without Blender
+    from mathutils import Color
+    colorspace = getattr(bpy.data, "colorspace", None)  # 5.0: the file chooses its working space
+    name = colorspace.working_space if colorspace is not None else "the colour config's scene_linear role"
+    return conversion_matrix(lambda rgb: tuple(Color(rgb).from_rec709_linear_to_scene_linear()), name)
 
 
 def to_working_space(image: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
