@@ -256,7 +256,7 @@ def random_bundle(generator_config: GeneratorConfig, num_pivots: int = 8, num_ex
         model.pivots.copy_(generator.mapping(z, truncation_psi=0.7))
         if expression_scale > 0:
             for mlp in [model.pose_mapper.mlp, *model.expression_mapper.layers]:
-                torch.nn.init.normal_(mlp[2].weight, std=expression_scale)
+                torch.nn.init.normal_(mlp[-2].weight, std=expression_scale)
     layout = ChannelLayout(num_expressions)
     stats = ChannelStats(mean=layout.defaults(1)[0], std=layout.defaults(1)[0] * 0 + 1)
     generator.eval().requires_grad_(False)

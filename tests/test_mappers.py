@@ -78,3 +78,42 @@ def test_mapper_inputs_order():
     assert inputs.roll[0].item() == pytest.approx(0.1)
     assert inputs.jaw_expression[0, 0].item() == pytest.approx(0.25)
     assert inputs.jaw_expression[0, -1].item() == pytest.approx(1.5)
+
+
+def test_linear_expression_mapper_moves_each_layer_along_one_direction_per_input():
+    """Without a hidden layer the pre-Tanh offsets add up across inputs, so a channel cannot mean
+    one thing alone and another next to a second channel (what lets an MLP memorise moments)."""
+    torch.manual_seed(0)
+    linear, mlp = ExpressionMapper(10, 16, num_layers=2, linear=True), ExpressionMapper(10, 16, num_layers=2)
+    assert len(linear.layers[0]) == 2 and len(mlp.layers[0]) == 4  # Linear, Tanh | Linear, LeakyReLU, Linear, Tanh
+    for module in (linear, mlp):
+        for layer in module.layers:
+            torch.nn.init.normal_(layer[-2].weight, std=0.1)
+    a, b = torch.zeros(1, 13), torch.zeros(1, 13)
+    a[0, 4], b[0, 7] = 1.5, -2.0
+    pre_tanh = lambda module, x: torch.atanh(module(x).double())
+    for module, additive in ((linear, True), (mlp, False)):
+        both = pre_tanh(module, a + b) - pre_tanh(module, torch.zeros(1, 13))
+        apart = pre_tanh(module, a) + pre_tanh(module, b) - 2 * pre_tanh(module, torch.zeros(1, 13))
+        assert torch.allclose(both, apart, atol=1e-4) == additive
+
+
+def test_linear_expression_mapper_survives_a_bundle_round_trip(tmp_path, tiny_generator_config):
+    from pvp_runtime.bundle import SubjectBundle, load_bundle, random_bundle, save_bundle
+
+    source = random_bundle(tiny_generator_config, num_pivots=2, num_expressions=10, seed=3)
+    config = MapperConfig(num_pivots=2, num_expressions=10, expression_linear=True)
+    model = PVPModel(config, tiny_generator_config.num_ws, tiny_generator_config.w_dim)
+    with torch.no_grad():
+        model.pivots.copy_(source.model.pivots)
+        for layer in model.expression_mapper.layers:
+            torch.nn.init.normal_(layer[-2].weight, std=0.1)
+    bundle = SubjectBundle(name="linear", generator=source.generator, model=model.eval(),
+                           channel_stats=source.channel_stats, provenance=source.provenance)
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "linear.pvp"))
+    assert loaded.model.config.expression_linear
+    layout = ChannelLayout(10)
+    frames = layout.defaults(2)
+    frames[:, layout.slice("expression")] = np.random.default_rng(0).normal(size=(2, 10))
+    inputs = MapperInputs.from_frames(frames, layout)
+    assert torch.equal(loaded.model(inputs)[0], model(inputs)[0])

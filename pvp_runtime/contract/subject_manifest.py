@@ -67,7 +67,7 @@ GENERATOR_BOUNDS = {
 MAPPER_BOUNDS = {
     "num_pivots": Bound(1, 2048), "num_expressions": Bound(1, MAX_EXPRESSIONS), "hidden": Bound(1, 4096),
     "beta": Bound(0, 10, "real"), "expression_layers": Bound(1, 32), "gaze": Bound(kind="flag"),
-    "standardized": Bound(kind="flag"),
+    "standardized": Bound(kind="flag"), "expression_linear": Bound(kind="flag"),
 }
 NUM_WS_BOUND = Bound(2, 20)  # W+ layers: 2 log2(resolution) - 2
 REQUIRED_NUMBERS = {"generator": ("resolution", "w_dim", "channel_base"),

@@ -138,6 +138,12 @@ class MapperTrainingConfig:
     hidden: int = 128
     beta: float = 0.02
     expression_layers: int = 8
+    # Deviation (scratch prior): the expression mapper without its hidden layer.  A clip holds
+    # each expression only a handful of times, each at some head pose; an MLP on 50 inputs learns
+    # to recognise those moments and paint in whatever else was wrong then (measured: 70-95% of a
+    # swept expression's change fell outside the region the expression moves).  One direction
+    # per input and layer must serve every occurrence, so it learns what they share.
+    expression_linear: bool = False
 
 
 @dataclass

@@ -7,7 +7,9 @@ Pose mapper:        (pitch, yaw) -> N pivot blending weights.  The weights are a
 Expression mapper:  one MLP per W+ layer for the first 8 layers; input jaw pose (3)
                     and expression (E), plus both eyes' axis-angles (6) for a
                     subject fitted on a capture with gaze; its Tanh output is
-                    added to those layers.  (Gaze is our addition: the paper's
+                    added to those layers.  ``linear`` (our option for the
+                    scratch prior): no hidden layer, so each input moves each
+                    layer along one direction (through the Tanh bound).  (Gaze is our addition: the paper's
                     mappers ignore the eyes, so its subjects cannot look around.)
 
 Both final layers start at zero, so an untrained model renders the pivots'
@@ -31,9 +33,11 @@ SOFTPLUS_SHARPNESS = 100.0
 
 
 def _mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:
-    mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_features), nn.Tanh())
-    nn.init.zeros_(mlp[2].weight)
-    nn.init.zeros_(mlp[2].bias)
+    """Hidden layer, then a zero-initialised Tanh-bounded output; ``hidden`` 0: no hidden layer."""
+    layers = [nn.Linear(in_features, hidden), nn.LeakyReLU()] if hidden else []
+    mlp = nn.Sequential(*layers, nn.Linear(hidden or in_features, out_features), nn.Tanh())
+    nn.init.zeros_(mlp[-2].weight)
+    nn.init.zeros_(mlp[-2].bias)
     return mlp
 
 
@@ -66,11 +70,11 @@ class PoseMapper(nn.Module):
 
 class ExpressionMapper(nn.Module):
     def __init__(self, num_expressions: int, w_dim: int, num_layers: int = DEFAULT_EXPRESSION_LAYERS,
-                 hidden: int = DEFAULT_HIDDEN, gaze: bool = False):
+                 hidden: int = DEFAULT_HIDDEN, gaze: bool = False, linear: bool = False):
         super().__init__()
         self.num_layers = num_layers
         inputs = JAW_INPUTS + num_expressions + (GAZE_INPUTS if gaze else 0)
-        self.layers = nn.ModuleList(_mlp(inputs, hidden, w_dim) for _ in range(num_layers))
+        self.layers = nn.ModuleList(_mlp(inputs, 0 if linear else hidden, w_dim) for _ in range(num_layers))
 
     def forward(self, jaw_and_expression: torch.Tensor) -> torch.Tensor:
         """Returns the W+ offset of the first ``num_layers`` layers, [B, num_layers, w_dim]."""

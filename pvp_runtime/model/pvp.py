@@ -30,6 +30,9 @@ class MapperConfig:
     # The expression mapper sees its inputs standardised by the training clip's statistics (stored
     # with the model): a 0.4 rad jaw and a 2-unit smile then move it equally fast (our addition).
     standardized: bool = False
+    # No hidden layer in the expression mapper (mappers.py); see fit/config.py for why a scratch
+    # prior uses it.
+    expression_linear: bool = False
 
     def __post_init__(self):
         if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
@@ -71,7 +74,7 @@ class PVPModel(nn.Module):
         self.pivots = nn.Parameter(torch.zeros(config.num_pivots, num_ws, w_dim), requires_grad=False)
         self.pose_mapper = PoseMapper(config.num_pivots, config.hidden, config.beta)
         self.expression_mapper = ExpressionMapper(config.num_expressions, w_dim, self.expression_layers,
-                                                  config.hidden, config.gaze)
+                                                  config.hidden, config.gaze, config.expression_linear)
         if config.standardized:
             inputs = JAW_INPUTS + config.num_expressions + (GAZE_INPUTS if config.gaze else 0)
             self.register_buffer("expression_input_mean", torch.zeros(inputs))
