@@ -18,6 +18,8 @@ scores the fit against the procedural ground truth:
   ground truths.  PSNR is taken where the ground truth changes along the sweep (its effect
   region: for a blink, the eyelids), so a small feature counts as much as a head turn.  A fit
   that ignores a channel scores 0; a cross-fade of pivots scores a few dB on yaw.
+* for each sweep, how the fit's change agrees with the truth's: their cosine, and the share of
+  the fit's change inside the truth's effect region (an entangled channel paints elsewhere).
 
 Prints one table per capture and the pass/fail of issue 10's bars; writes OUT/results.json and,
 per capture, OUT/fits/<capture>/sweeps_vs_truth.png (each sweep's ground truth above the fit).
@@ -134,6 +136,19 @@ def effect_region(truth: torch.Tensor, neutral_truth: torch.Tensor) -> torch.Ten
     return torch.from_numpy(region.astype(np.float32))[None, None]
 
 
+def change_agreement(render, truth, neutral_render, neutral_truth, region) -> dict:
+    """How the fit's change along a sweep (each render minus the all-neutral render) compares with
+    the truth's: the share of its energy inside the truth's effect region (an entangled channel
+    paints elsewhere), and the cosine of the two changes (1: same change; 0: unrelated)."""
+    fit_change = render - neutral_render
+    true_change = truth - neutral_truth
+    energy = fit_change.square().sum(dim=1, keepdim=True)
+    inside = float((energy * region).sum() / energy.sum().clamp(min=1e-12))
+    cosine = float((fit_change * true_change).sum()
+                   / (fit_change.norm() * true_change.norm()).clamp(min=1e-12))
+    return {"change_inside_region": inside, "change_cosine": cosine}
+
+
 def sweep_scores(bundle, layout, train_channels, look, size, device, frame_roll, sheet_path: Path) -> dict:
     """Each sweep's score; writes ``sheet_path``: per channel, a truth row above the fit's row."""
     resolution = bundle.generator.config.resolution
@@ -150,7 +165,8 @@ def sweep_scores(bundle, layout, train_channels, look, size, device, frame_roll,
         followed = psnr(render, truth, region).mean().item()
         ignored = psnr(neutral_render.expand_as(truth), truth, region).mean().item()
         scores[sweep.channel] = {"score_db": followed - ignored, "psnr_sweep": followed, "psnr_neutral": ignored,
-                                 "region_fraction": float(region[0].mean())}
+                                 "region_fraction": float(region[0].mean()),
+                                 **change_agreement(render, truth, neutral_render, neutral_truth, region[:1])}
         rows += [Sweep(f"{sweep.channel} truth", sweep.values, sweep.frames), Sweep("fit", sweep.values, sweep.frames)]
         images += [as_uint8(truth), as_uint8(render)]
     sheet_path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +241,9 @@ def print_result(name: str, result: dict) -> None:
               f"{v['psnr_eyes_mouth']:>10.2f}{v['ssim_eyes_mouth']:>10.4f}")
     print("sweep scores (dB; PSNR in the channel's effect region, followed minus all-neutral):")
     print("  " + "  ".join(f"{c}:{s['score_db']:+.1f}" for c, s in result["sweeps"].items()))
+    print("change cosine with the truth's / share inside its effect region:")
+    print("  " + "  ".join(f"{c}:{s['change_cosine']:.2f}/{s['change_inside_region']:.2f}"
+                           for c, s in result["sweeps"].items() if "change_cosine" in s))
     failures = verdict(result)
     print("PASS all bars" if not failures else "FAIL: " + "; ".join(failures))
 
