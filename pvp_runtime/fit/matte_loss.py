@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..avatar import roll_about
 from ..model.matte import MatteConfig, MatteHead
@@ -91,12 +90,19 @@ class MatteTerm:
         alpha, coverage = rolled_alpha(alpha, roll, self.frame_roll)
         target = self.clip.matte_tensor(frames, alpha.device)
         alpha, target = area_downsample(alpha, size), area_downsample(target, size)
-        alpha = alpha.clamp(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+        per_pixel = binary_cross_entropy(alpha, target)
         if coverage is None:
-            return F.binary_cross_entropy(alpha, target)
+            return per_pixel.mean()
         coverage = area_downsample(coverage, size)
-        per_pixel = F.binary_cross_entropy(alpha, target, reduction="none") * coverage
-        return per_pixel.sum() / coverage.sum().clamp(min=1.0)
+        return (per_pixel * coverage).sum() / coverage.sum().clamp(min=1.0)
+
+
+def binary_cross_entropy(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel BCE of probabilities.  Written out rather than ``F.binary_cross_entropy``, which
+    raises on a NaN input: a diverging fit must reach the stage loop's finite-loss check
+    (``finite.py``) and stop there with its one line, like any other loss."""
+    alpha = alpha.clamp(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    return -(target * torch.log(alpha) + (1 - target) * torch.log1p(-alpha))
 
 
 def matte_groups(term: MatteTerm | None) -> list[dict]:
