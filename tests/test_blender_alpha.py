@@ -32,6 +32,7 @@ SCENARIO = textwrap.dedent("""
     prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
     bpy.ops.pvp.add_head_rig(subject_path=ARGS["subject"])
     rig = bpy.context.object
+    rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
     rig.pose.bones["head"].rotation_euler[1] = 0.2
     scene.frame_set(1)
     assert scene.render.engine == "PVP_AVATAR", scene.render.engine
