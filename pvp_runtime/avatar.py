@@ -10,7 +10,9 @@ Rendering is the mappers plus one synthesis pass per frame, under
 channels give bit-identical pixels on the same device and batch size.  Head
 roll is applied after synthesis as a 2D rotation of the aligned crop (the
 mappers never see roll, as in the paper); pixels rotated in from outside the
-crop get alpha 0.  Alpha is otherwise 1 until subjects carry a matte.  A subject's appearance edits
+crop get alpha 0.  A subject fitted with mattes carries a matte head (``model/matte.py``) whose
+alpha comes with every frame (premultiplied in ``linear``, straight in ``srgb8``); without one
+alpha is 1.  A subject's appearance edits
 are channels too (``edit_<name>``, after the rig channels), added to W+ after the mappers
 (``model/edits.py``); at strength 0 a frame renders exactly as without the edit.
 """
@@ -69,6 +71,8 @@ class Avatar:
             torch.backends.cudnn.deterministic = True
         self.generator = bundle.generator.to(self.device).eval().requires_grad_(False)
         self.model = bundle.model.to(self.device).eval().requires_grad_(False)
+        if bundle.matte is not None:
+            bundle.matte.to(self.device).eval().requires_grad_(False)
         self.layout: ChannelLayout = bundle.layout
         self._told_about_eyes = False
 
@@ -123,17 +127,22 @@ class Avatar:
         inputs = self.model.inputs(frames, self.layout, self.device)
         ws, _ = self.model(inputs)
         ws = self.bundle.edits.apply(ws, frames[:, self.layout.slice("edit")])  # after the mappers
+        matte = self.bundle.matte
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-            img = self.generator.synthesis(ws, noise_mode="const")
+            if matte is None:
+                img = self.generator.synthesis(ws, noise_mode="const")
+            else:
+                img, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
+                learnt_alpha = matte(features, img)
         srgb = generator_to_srgb(img)
-        alpha = torch.ones_like(srgb[:, :1])
+        alpha = torch.ones_like(srgb[:, :1]) if matte is None else learnt_alpha
         if inputs.roll.abs().max() > ROLL_EPSILON:
-            rgba = roll_about(torch.cat([srgb_to_linear(srgb), alpha], dim=1), inputs.roll,
+            rgba = roll_about(torch.cat([srgb_to_linear(srgb) * alpha, alpha], dim=1), inputs.roll,
                               self.bundle.framing.roll_center)
             linear_rgb, alpha = rgba[:, :3], rgba[:, 3:]
             srgb = linear_to_srgb(unpremultiply(linear_rgb, alpha))
         else:
-            linear_rgb = srgb_to_linear(srgb)
+            linear_rgb = srgb_to_linear(srgb) * alpha  # premultiplied; srgb stays straight
         linear = srgb8 = None
         if "linear" in outputs:
             linear = to_channels_last_numpy(torch.cat([linear_rgb, alpha], dim=1).float())

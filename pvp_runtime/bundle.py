@@ -10,6 +10,8 @@ A bundle is a zip archive (stored, not compressed) with three members:
 ``mappers.safetensors``    ``pivots`` [N, num_ws, w_dim] and the pose/expression mappers.
 ``edits.safetensors``      only when the subject carries appearance edits: one unit ``[w_dim]``
                            direction per edit (manifest ``"edits"``, ``contract/edits.py``).
+``matte.safetensors``      only when the subject learnt an alpha (a fit with mattes): the matte
+                           head (manifest ``"matte"``, ``model/matte.py``).  Without it alpha is 1.
 
 No member is ever unpickled.  Loading refuses, before reading or building
 anything, a manifest number outside its sane range, a member compressed other
@@ -47,11 +49,13 @@ from .contract.subject_manifest import check_manifest as _manifest
 from .contract.subject_manifest import open_archive as _open_archive
 from .contract.subject_manifest import read_member as _read_member
 from .model.edits import EditDirections
+from .model.matte import MatteConfig, MatteHead
 from .model.pvp import MapperConfig, PVPModel
 from .model.stylegan2 import Generator, GeneratorConfig
 
 GENERATOR_FILE = "generator.safetensors"
 MAPPERS_FILE = "mappers.safetensors"
+MATTE_FILE = "matte.safetensors"
 
 
 @dataclass
@@ -91,6 +95,7 @@ class SubjectBundle:
     framing: Framing = field(default_factory=Framing)
     provenance: dict = field(default_factory=dict)
     edits: EditDirections = field(default_factory=EditDirections)
+    matte: MatteHead | None = None  # the learnt alpha; None: alpha is 1 (fitted without mattes)
 
     @property
     def layout(self) -> ChannelLayout:
@@ -118,6 +123,7 @@ class SubjectBundle:
             "framing": self.framing.to_dict(),
             "provenance": self.provenance,
             **({"edits": [spec.to_dict() for spec in self.edits.specs]} if len(self.edits) else {}),
+            **({"matte": self.matte.config.to_dict()} if self.matte is not None else {}),
         }
 
 
@@ -142,6 +148,8 @@ def save_bundle(bundle: SubjectBundle, path: str | os.PathLike) -> Path:
     members = {GENERATOR_FILE: _state_bytes(bundle.generator), MAPPERS_FILE: _state_bytes(bundle.model)}
     if len(bundle.edits):
         members[EDITS_FILE] = save_safetensors(bundle.edits.state())
+    if bundle.matte is not None:
+        members[MATTE_FILE] = _state_bytes(bundle.matte)
     manifest = bundle.manifest()
     manifest["tensor_files"] = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
     with replacing(path) as tmp:
@@ -209,11 +217,26 @@ def load_bundle(path: str | os.PathLike) -> SubjectBundle:
             state = _load_state(archive, name, path, module.state_dict(), digests[name])
             module.load_state_dict(state)
         edits = _load_edits(archive, path, edit_specs, generator_config.w_dim, digests)
+        matte = _load_matte(archive, path, manifest, digests)
     generator.eval().requires_grad_(False)
     model.eval().requires_grad_(False)
     return SubjectBundle(name=str(manifest.get("name", path.stem)), generator=generator, model=model,
                          channel_stats=stats, framing=Framing.from_dict(manifest.get("framing", {})),
-                         provenance=dict(manifest.get("provenance", {})), edits=edits)
+                         provenance=dict(manifest.get("provenance", {})), edits=edits, matte=matte)
+
+
+def _load_matte(archive, path: Path, manifest: dict, digests: dict) -> MatteHead | None:
+    """The matte head the manifest lists (its numbers were checked with the manifest), or None:
+    a bundle without one (every bundle written before alphas existed) renders with alpha 1."""
+    if "matte" not in manifest:
+        if MATTE_FILE in digests or MATTE_FILE in archive.namelist():
+            raise BundleError(f"{path}: corrupt bundle, {MATTE_FILE} is present but the manifest lists no matte")
+        return None
+    if MATTE_FILE not in digests:
+        raise BundleError(f"{path}: corrupt bundle, manifest lists no checksum for {MATTE_FILE}")
+    matte = MatteHead(MatteConfig.from_dict(manifest["matte"]))
+    matte.load_state_dict(_load_state(archive, MATTE_FILE, path, matte.state_dict(), digests[MATTE_FILE]))
+    return matte.eval().requires_grad_(False)
 
 
 UNIT_NORM_TOLERANCE = 1e-3

@@ -424,3 +424,6 @@ def test_pass_through_fit_learns_gaze_and_roll_and_says_it_has_no_eye_mouth_mask
     assert list(bundle.framing.roll_center) == pytest.approx(report["framing"]["roll_center"])
     assert bundle.model.config.gaze is True
     assert "eye_l_y" in report["control"]["sweeps"] and "expr_20" not in report["control"]["sweeps"]
+    # No mattes: no alpha learnt, and the report and the bundle say so.
+    assert report["matte"] == {"alpha": "none: fitted without --mattes, so alpha is 1 everywhere"}
+    assert bundle.matte is None and "alpha: none: fitted without --mattes" in printed

@@ -182,6 +182,7 @@ def _looks_like_fit_folder(path: Path) -> bool:
 def run_fit(args) -> int:
     from ..avatar import resolve_device
     from ..fit.assets import load_networks, load_prior
+    from ..fit.matte_eval import matte_summary_line
     from ..fit.pipeline import FitRequest, FitRun, summary_table
     from ..fit.stage import FitInterrupted
 
@@ -237,5 +238,6 @@ def run_fit(args) -> int:
             print(f"pvp: {exc}; continue with: pvp fit --resume -o {out}")
             return 130
     print(summary_table(result.evaluation))
+    print(matte_summary_line(result.report["matte"]))
     print(f"wrote {result.bundle}, {out / 'report.json'} and {out / 'contact_sheet.png'}")
     return 0

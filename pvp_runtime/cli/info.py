@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..bundle import read_manifest
 from ..contract.subject_manifest import DEFAULT_EYE_DISTANCE, DEFAULT_HEAD_CENTRE
+from ..contract.subject_manifest import has_alpha
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +37,8 @@ def run(args) -> int:
         f"expressions    {manifest['num_expressions']}",
         "gaze           " + ("the eye channels drive it" if manifest["mappers"].get("gaze") is True
                              else "none: the eye channels have no effect (its capture had no gaze)"),
+        "alpha          " + ("learnt from the fit's mattes (matte head)" if has_alpha(manifest)
+                             else "none: alpha is 1 everywhere (fitted without --mattes)"),
         f"roll centre    {manifest.get('framing', {}).get('roll_center')}",
         "head in crop   centre {}, eye distance {} (placement in a shot)".format(
             manifest.get("framing", {}).get("head_centre", list(DEFAULT_HEAD_CENTRE)),

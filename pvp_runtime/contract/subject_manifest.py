@@ -69,6 +69,8 @@ MAPPER_BOUNDS = {
     "beta": Bound(0, 10, "real"), "expression_layers": Bound(1, 32), "gaze": Bound(kind="flag"),
     "standardized": Bound(kind="flag"), "expression_linear": Bound(kind="flag"),
 }
+# The matte head (model/matte.py): it reads the generator's channels at its output resolution.
+MATTE_BOUNDS = {"in_channels": Bound(1, 1024), "resolution": Bound(8, 2048), "hidden": Bound(1, 256)}
 NUM_WS_BOUND = Bound(2, 20)  # W+ layers: 2 log2(resolution) - 2
 REQUIRED_NUMBERS = {"generator": ("resolution", "w_dim", "channel_base"),
                     "mappers": ("num_pivots", "num_expressions")}
@@ -162,6 +164,8 @@ def check_numbers(manifest: dict, path: Path) -> None:
     # The statistics describe the training clip: the rig channels, never the edits.
     _check_channel_stats(manifest["channel_stats"], ChannelLayout(mappers["num_expressions"]).rig_size, bad)
     specs_from_manifest(manifest, num_ws_of(resolution), path)
+    if "matte" in manifest:
+        _check_matte(manifest["matte"], generator, bad)
     framing = manifest.get("framing", {})
     if not isinstance(framing, dict):
         raise bad("framing", framing, "an object")
@@ -175,6 +179,25 @@ def check_numbers(manifest: dict, path: Path) -> None:
     eye_distance = framing.get("eye_distance", DEFAULT_EYE_DISTANCE)
     if expected := EYE_DISTANCE_BOUND.problem(eye_distance):
         raise bad("framing.eye_distance", eye_distance, expected + " (a fraction of the crop)")
+
+
+def _check_matte(matte, generator: dict, bad) -> None:
+    if not isinstance(matte, dict):
+        raise bad("matte", matte, "an object")
+    for key, bound in MATTE_BOUNDS.items():
+        if key not in matte or (expected := bound.problem(matte[key])):
+            raise bad(f"matte.{key}", matte.get(key), expected or "present")
+    resolution = generator["resolution"]
+    if matte["resolution"] != resolution:
+        raise bad("matte.resolution", matte["resolution"], f"{resolution}, the generator's resolution")
+    channels = min(generator["channel_base"] // resolution, generator.get("channel_max", 512))
+    if matte["in_channels"] != channels:
+        raise bad("matte.in_channels", matte["in_channels"], f"{channels}, the generator's channels at {resolution} px")
+
+
+def has_alpha(manifest: dict) -> bool:
+    """Does the subject carry a learnt alpha (a matte head)?  Without one its alpha is 1."""
+    return "matte" in manifest
 
 
 def _check_channel_stats(stats, size: int, bad) -> None:

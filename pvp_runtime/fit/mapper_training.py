@@ -34,6 +34,7 @@ from .losses import (expression_matching_loss, identity_loss, latent_regularizer
                      perturb_expression, pose_consistency_loss)
 from .lpips import LPIPS, area_downsample
 from .masks import batch_masks
+from .matte_loss import MatteTerm, matte_groups, matte_loss
 from .prepared import PreparedClip
 from .projector import noise_layers
 from .rng import step_generator
@@ -46,7 +47,8 @@ class MapperStage(TrainingStage):
     def __init__(self, generator: Generator, model: PVPModel, frame_roll: FrameRoll, clip: PreparedClip,
                  channels: np.ndarray,
                  train_frames: np.ndarray, layout: ChannelLayout, lpips: LPIPS, networks: FitNetworks,
-                 config: MapperTrainingConfig, mask_config: MaskConfig, tune_generator: bool, seed: int, device):
+                 config: MapperTrainingConfig, mask_config: MaskConfig, tune_generator: bool, seed: int, device,
+                 matte: MatteTerm | None = None):
         self.generator = generator
         self.model = model
         self.frame_roll = frame_roll
@@ -61,6 +63,7 @@ class MapperStage(TrainingStage):
         self.tune_generator = tune_generator
         self.seed = seed
         self.device = device
+        self.matte = matte
         self.total_steps = config.steps
         generator.requires_grad_(False)
         model.requires_grad_(True)
@@ -72,7 +75,7 @@ class MapperStage(TrainingStage):
         if tune_generator:
             weights = [p.requires_grad_(True) for p in generator.synthesis.parameters()]
             groups.append({"params": weights, "lr": config.generator_lr})
-        groups += frame_roll.parameter_groups()
+        groups += frame_roll.parameter_groups() + matte_groups(matte)
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999))
         self.loss_resolution = min(config.loss_resolution or clip.resolution, clip.resolution)
         self.use_consistency = clip.landmarks is not None and config.consistency_weight > 0
@@ -85,11 +88,13 @@ class MapperStage(TrainingStage):
         active += ["identity"] if self.use_identity else []
         active += ["expression", "pose"] if self.use_estimator else []
         active += ["consistency"] if self.use_consistency else []
+        active += ["matte"] if self.matte is not None else []
         return active
 
     def render(self, inputs: MapperInputs) -> tuple[torch.Tensor, dict]:
         ws, terms = self.model(inputs)
-        return self.generator.synthesis(ws, noise_mode="const"), terms
+        images, terms["features"] = self.generator.synthesis(ws, noise_mode="const", return_features=True)
+        return images, terms
 
     def step(self, index: int) -> dict[str, float]:
         config = self.config
@@ -106,6 +111,9 @@ class MapperStage(TrainingStage):
         losses = {"mse": covered_mse(small, small_targets, small_coverage),
                   "regularizer": latent_regularizer(terms["delta"], terms["residual"])}
         total = config.mse_weight * losses["mse"] + config.regularizer_weight * losses["regularizer"]
+        matte = matte_loss(self.matte, terms["features"], images, frames, size, inputs.roll)
+        if matte is not None:
+            losses["matte"], total = matte, total + matte
         if config.lpips_weight > 0:  # a weight of 0 also skips the network (the costliest loss on a CPU)
             losses["lpips"] = self.lpips(small, small_targets).mean()
             total = total + config.lpips_weight * losses["lpips"]

@@ -53,6 +53,8 @@ from .head_framing import measure_head_framing
 from .evaluate import Evaluation, evaluate_held_out, evaluation_sheet, render_channels
 from .lpips import LPIPS, backbone_file, load_lpips
 from .mapper_training import MapperStage
+from .matte_eval import evaluate_matte
+from .matte_loss import MatteTerm, matte_head_for
 from .pivots import PivotChoice, select_pivots
 from .prepared import PreparedClip, open_prepared, prepare_clip
 from .assets import load_prior
@@ -203,6 +205,7 @@ class FitRun:
         self.pivots_ws: torch.Tensor | None = None
         self.model: PVPModel | None = None
         self.frame_roll: FrameRoll | None = None
+        self.matte = None  # the matte head, with --mattes (matte_loss.py)
         self.pivot_choice: dict | None = None
         self._lpips: dict[str, LPIPS] = {}
 
@@ -318,6 +321,18 @@ class FitRun:
                 load_module(self.frame_roll, self.tensors, "frame_roll", str(self.work / CHECKPOINT))
         return self.frame_roll
 
+    def _matte_term(self, clip: PreparedClip, frame_roll: FrameRoll | None = None) -> MatteTerm | None:
+        """With mattes, the alpha this fit learns: its head (built once per run) and its loss."""
+        if clip.mattes is None:
+            return None
+        if self.matte is None:
+            with torch.random.fork_rng(devices=[]):  # its own seed: the RGB fit draws what it drew before
+                torch.manual_seed(derived_seed(self.config.seed, "matte-init"))
+                self.matte = matte_head_for(self.generator, clip, self.inputs.split.train).to(self.device)
+            if any(k.startswith("matte.") for k in self.tensors):
+                load_module(self.matte, self.tensors, "matte", str(self.work / CHECKPOINT))
+        return MatteTerm(self.matte, clip, frame_roll)
+
     def capture_has_gaze(self) -> bool:
         """Do the eyes move in the training clip?  Only then can the mappers learn gaze."""
         return moved(self.inputs.channels[self.inputs.split.train], self.layout.slice("eyes"))
@@ -332,6 +347,8 @@ class FitRun:
             tensors.update(module_tensors(self.model, "model"))
         if self.frame_roll is not None:
             tensors.update(module_tensors(self.frame_roll, "frame_roll"))
+        if self.matte is not None:
+            tensors.update(module_tensors(self.matte, "matte"))
         self.meta["current"] = None
         if current is not None:
             name, step, stage = current
@@ -441,7 +458,7 @@ class FitRun:
         if not self._done("pti"):
             original = load_prior(self.request.generator, self.request.e4e, self.device)
             stage = PTIStage(self.generator, original, self.pivots_ws, clip, pivot_frames, self.lpips("train"),
-                             self.config.pti, self.config.seed, self.device)
+                             self.config.pti, self.config.seed, self.device, matte=self._matte_term(clip))
             steps, began = self._train(stage, guard)
             self._complete("pti", began, steps=steps, epochs=len(stage.epoch_lpips),
                            converged=stage.converged,
@@ -457,7 +474,8 @@ class FitRun:
         stage = ScratchPriorStage(self.generator, model, self._build_frame_roll(clip), clip, self.inputs.channels,
                                   self.inputs.split.train,
                                   pivot_frames, self.layout, self.lpips("train"), self.config.scratch,
-                                  self.config.seed, self.device)
+                                  self.config.seed, self.device,
+                                  matte=self._matte_term(clip, self._build_frame_roll(clip)))
         log.info("scratch prior (%s): %s", self.config.scratch.mode,
                  "generator, pivot codes and mappers together on every training frame" if stage.joint else
                  "generator and pivot codes on the pivot frames")
@@ -477,7 +495,8 @@ class FitRun:
         stage = MapperStage(self.generator, self.model, self._build_frame_roll(clip), clip, self.inputs.channels,
                             self.inputs.split.train,
                             self.layout, self.lpips("train"), self.networks, self.config.mapper, self.config.mask,
-                            self.tune_generator(), self.config.seed, self.device)
+                            self.tune_generator(), self.config.seed, self.device,
+                            matte=self._matte_term(clip, self._build_frame_roll(clip)))
         if stage.total_steps:
             log.info("mapper losses: %s; generator %s", ", ".join(stage.active_losses()),
                      "tuned too (scratch-prior deviation)" if stage.tune_generator else "frozen")
@@ -500,8 +519,10 @@ class FitRun:
                                        self.inputs.split, pivot_frames, self.lpips("eval"), self.device,
                                        self.config.eval.batch_size, mask_config=self.config.mask,
                                        frame_roll=self._build_frame_roll(clip))
+        matte = self._evaluate_matte(clip)
         self.meta["timings"]["evaluate"] = time.monotonic() - began
         report = self.report(evaluation, clip)
+        report["matte"] = matte
         if self.config.eval.contact_sheet_frames > 0:
             with replacing(self.out_dir / SHEET) as sheet_tmp:
                 write_png(sheet_tmp, evaluation_sheet(evaluation, self.config.eval.contact_sheet_frames))
@@ -516,8 +537,9 @@ class FitRun:
             provenance=default_provenance("pvp fit", source_video_sha256=self.inputs.frames.content_sha256(), fit={
                 "prior": self.request.prior, "config": self.config.to_dict(), "inputs": self.inputs.describe(),
                 "pivots": self.pivot_choice, "evaluation": evaluation.summary(),
+                "matte": matte.get("summary", matte["alpha"]),
                 "lpips": {"train": self.lpips("train").provenance, "eval": self.lpips("eval").provenance},
-                "networks": self.networks.describe()}))
+                "networks": self.networks.describe()}), matte=self.matte)
         if self.request.edits:
             from ..editing import compute_ganspace
             bundle.edits = compute_ganspace(bundle, self.request.edits)
@@ -532,6 +554,16 @@ class FitRun:
         head_centre, eye_distance = measure_head_framing(
             clip.landmarks, clip.resolution, self.inputs.channels[:, self.layout.index("head_yaw")])
         return dataclasses.replace(self.frame_roll.framing(), head_centre=head_centre, eye_distance=eye_distance)
+
+    def _evaluate_matte(self, clip: PreparedClip) -> dict:
+        """Held-out matte IoU and error of the learnt alpha and of a constant matte (matte_eval.py)."""
+        if self._matte_term(clip) is None:
+            return {"alpha": "none: fitted without --mattes, so alpha is 1 everywhere"}
+        self.matte.eval().requires_grad_(False)
+        result = evaluate_matte(self.generator, self.model, self.matte, clip, self.inputs.channels, self.layout,
+                                self.inputs.split, self.device, self.config.eval.batch_size,
+                                self._build_frame_roll(clip))
+        return {"alpha": "learnt from the mattes (matte head on the generator's last features)", **result}
 
     def _control_sheet(self) -> dict:
         """Sweep every channel that moved in the training clip; write the sheet; describe it."""

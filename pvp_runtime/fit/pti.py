@@ -31,6 +31,7 @@ from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import PTIConfig
 from .lpips import LPIPS, area_downsample
+from .matte_loss import MatteTerm, matte_groups, matte_loss
 from .prepared import PreparedClip
 from .rng import derived_seed, step_generator
 from .stage import TrainingStage
@@ -68,7 +69,8 @@ class PTIStage(TrainingStage):
     name = "pti"
 
     def __init__(self, generator: Generator, original: Generator | None, pivots_ws: torch.Tensor,
-                 clip: PreparedClip, pivot_frames: np.ndarray, lpips: LPIPS, config: PTIConfig, seed: int, device):
+                 clip: PreparedClip, pivot_frames: np.ndarray, lpips: LPIPS, config: PTIConfig, seed: int, device,
+                 matte: MatteTerm | None = None):
         self.generator = generator
         self.original = original.requires_grad_(False).eval() if original is not None else None
         self.pivots_ws = pivots_ws.to(device)
@@ -78,11 +80,13 @@ class PTIStage(TrainingStage):
         self.config = config
         self.seed = seed
         self.device = device
+        self.matte = matte
         generator.requires_grad_(False)
         self.parameters = list(generator.synthesis.parameters())
         for p in self.parameters:
             p.requires_grad_(True)
-        self.optimizer = torch.optim.Adam(self.parameters, lr=config.lr, betas=(0.9, 0.999))
+        self.optimizer = torch.optim.Adam([{"params": self.parameters}] + matte_groups(matte), lr=config.lr,
+                                          betas=(0.9, 0.999))
         count = len(self.pivot_frames)
         self.batches_per_epoch = math.ceil(count / config.batch_size)
         self.total_steps = config.max_epochs * self.batches_per_epoch
@@ -98,13 +102,16 @@ class PTIStage(TrainingStage):
         config = self.config
         chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), config.batch_size)
         ws = self.pivots_ws[torch.as_tensor(chosen, device=self.device)]
-        images = self.generator.synthesis(ws, noise_mode="const")
+        images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
         targets = self.clip.images(self.pivot_frames[chosen], self.device)
         size = config.lpips_resolution
         distance = self.lpips(area_downsample(images, size), area_downsample(targets, size))
         mse = F.mse_loss(images, targets)
         loss = config.lpips_weight * distance.mean() + config.l2_weight * mse
         losses = {"lpips": distance.mean().item(), "mse": mse.item()}
+        matte = matte_loss(self.matte, features, images, self.pivot_frames[chosen], size)
+        if matte is not None:
+            loss, losses["matte"] = loss + matte, matte.item()
         if self.original is not None and config.locality_weight > 0 and index % config.locality_every == 0:
             gen = step_generator(self.seed, self.name, index)
             z = torch.randn(len(chosen), self.generator.config.z_dim, generator=gen).to(self.device)

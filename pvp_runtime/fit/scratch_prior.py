@@ -44,6 +44,7 @@ from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
 from .frame_roll import FrameRoll
 from .lpips import LPIPS, area_downsample
+from .matte_loss import MatteTerm, matte_groups, matte_loss
 from .prepared import PreparedClip
 from .pixel_loss import pixel_loss
 from .pti import epoch_batch
@@ -74,7 +75,7 @@ class ScratchPriorStage(TrainingStage):
 
     def __init__(self, generator: Generator, model: PVPModel, frame_roll: FrameRoll, clip: PreparedClip,
                  channels: np.ndarray, train_frames: np.ndarray, pivot_frames: np.ndarray, layout: ChannelLayout,
-                 lpips: LPIPS, config: ScratchPriorConfig, seed: int, device):
+                 lpips: LPIPS, config: ScratchPriorConfig, seed: int, device, matte: MatteTerm | None = None):
         self.generator = generator
         self.model = model
         self.frame_roll = frame_roll
@@ -87,6 +88,7 @@ class ScratchPriorStage(TrainingStage):
         self.config = config
         self.seed = seed
         self.device = device
+        self.matte = matte
         self.joint = config.mode == "joint"
         generator.requires_grad_(False)
         synthesis = [p.requires_grad_(True) for p in generator.synthesis.parameters()]
@@ -98,7 +100,7 @@ class ScratchPriorStage(TrainingStage):
             mappers = [p.requires_grad_(True) for module in (model.pose_mapper, model.expression_mapper)
                        for p in module.parameters()]
             groups.append({"params": mappers, "lr": config.mapper_lr})
-        groups += frame_roll.parameter_groups()
+        groups += frame_roll.parameter_groups() + matte_groups(matte)
         for group in groups:
             group["initial_lr"] = group["lr"]
         self.optimizer = torch.optim.Adam(groups, betas=(0.0, 0.99))
@@ -130,10 +132,13 @@ class ScratchPriorStage(TrainingStage):
     def _pivot_batch(self, index: int) -> tuple[torch.Tensor, dict, torch.Tensor | None, bool]:
         chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
         frames = self.pivot_frames[chosen]
-        images = self.generator.synthesis(self.model.pivots[torch.as_tensor(chosen, device=self.device)],
-                                          noise_mode="const")
+        images, features = self.generator.synthesis(self.model.pivots[torch.as_tensor(chosen, device=self.device)],
+                                                    noise_mode="const", return_features=True)
         roll = self.model.inputs(self.channels[frames], self.layout, self.device).roll
         loss, losses, distance = self._image_loss(images, self.clip.images(frames, self.device), roll)
+        matte = matte_loss(self.matte, features, images, frames, self.loss_resolution, roll)
+        if matte is not None:
+            loss, losses["matte"] = loss + matte, matte.item()
         return loss, losses, distance, ends_epoch
 
     def _frame_batch(self, index: int) -> tuple[torch.Tensor, dict]:
@@ -142,8 +147,11 @@ class ScratchPriorStage(TrainingStage):
                                                  generator=gen).numpy()]
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
         ws, _ = self.model(inputs)
-        images = self.generator.synthesis(ws, noise_mode="const")
+        images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
         loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll)
+        matte = matte_loss(self.matte, features, images, frames, self.loss_resolution, inputs.roll)
+        if matte is not None:
+            loss, losses["matte"] = loss + matte, matte.item()
         return loss, losses
 
     def step(self, index: int) -> dict[str, float]:
@@ -155,12 +163,12 @@ class ScratchPriorStage(TrainingStage):
         # A joint run with no pivot term skips the pivot batch: half of each step's work.
         if not self.joint or config.pivot_weight > 0:
             pivot_loss, pivot_losses, distance, ends_epoch = self._pivot_batch(index)
-            record["pivot_pixel"] = pivot_losses["pixel"]
+            record.update({f"pivot_{key}": value for key, value in pivot_losses.items()})
             total = config.pivot_weight * pivot_loss if self.joint else pivot_loss
         if self.joint:
             frame_loss, frame_losses = self._frame_batch(index)
             total = total + frame_loss
-            record["pixel"] = frame_losses["pixel"]
+            record.update(frame_losses)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()

@@ -354,8 +354,11 @@ class SynthesisNetwork(nn.Module):
             in_channels = config.channels(res // 2) if res > 4 else 0
             setattr(self, f"b{res}", SynthesisBlock(in_channels, config.channels(res), res, config))
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """W+ ``[N, num_ws, w_dim]`` -> image ``[N, C, R, R]`` in roughly [-1, 1]."""
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", return_features: bool = False):
+        """W+ ``[N, num_ws, w_dim]`` -> image ``[N, C, R, R]`` in roughly [-1, 1].
+
+        With ``return_features``, also the last block's features ``[N, channels(R), R, R]`` (what
+        a subject's matte head reads, ``model/matte.py``); the image is computed the same way."""
         if ws.ndim != 3 or ws.shape[1] != self.num_ws:
             raise ValueError(f"expected W+ of shape [N, {self.num_ws}, w_dim], got {tuple(ws.shape)}")
         x = img = None
@@ -365,7 +368,7 @@ class SynthesisNetwork(nn.Module):
             # A block's ToRGB shares its latent with the next block's first conv.
             x, img = block(x, img, ws[:, w_index:w_index + block.num_conv + 1], noise_mode)
             w_index += block.num_conv
-        return img
+        return (img, x) if return_features else img
 
 
 class Generator(nn.Module):
