@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pvp_runtime.contract.errors import PVPError
 from pvp_runtime.fit.config import FitConfig
 from pvp_runtime.fit.encoders import FitNetworks
 from pvp_runtime.fit.evaluate import render_channels
@@ -351,3 +352,27 @@ def test_real_deca_file_drives_the_expression_and_pose_losses(clip, prepared, lp
         losses = stage.step(0)
     assert losses["expression"] > 0 and losses["pose"] > 0 and np.isfinite(losses["total"])
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_expressive_sampling_draws_the_moments_an_expression_shows_more_often(clip, prepared, lpips):
+    from pvp_runtime.fit.scratch_prior import expressive_frame_weights
+
+    layout = clip.layout
+    channels = np.repeat(layout.defaults(1), 40, axis=0)
+    expression = layout.slice("expression").start
+    channels[30:34, expression + 1] = 2.5  # one short smile
+    channels[:, layout.names.index("head_yaw")] = np.linspace(-0.5, 0.5, 40)  # pose does not count
+    model = PVPModel(MapperConfig(num_pivots=3, num_expressions=layout.num_expressions, hidden=16), 4, 16)
+    weights = expressive_frame_weights(model, channels, layout)
+    assert weights.mean().item() == pytest.approx(2.0)
+    assert weights[30:34].min() > 5 * weights[:30].max()
+    assert torch.allclose(weights[:30], torch.ones(30))
+    # The stage draws by those weights (all frames equal here: only the config differs).
+    stage, _, _ = _scratch_stage(clip, prepared, lpips, "joint", frame_sampling="expressive")
+    assert stage.frame_weights is not None and len(stage.frame_weights) == len(stage.train_frames)
+    assert _scratch_stage(clip, prepared, lpips, "joint")[0].frame_weights is None
+
+
+def test_unknown_frame_sampling_is_a_config_error():
+    with pytest.raises(PVPError, match="scratch.frame_sampling"):
+        FitConfig.from_dict({"scratch": {"frame_sampling": "sometimes"}})

@@ -87,6 +87,7 @@ class PTIConfig:
 
 
 SCRATCH_MODES = ("joint", "pivots")
+FRAME_SAMPLINGS = ("uniform", "expressive")
 
 
 @dataclass
@@ -107,6 +108,7 @@ class ScratchPriorConfig:
     pivot_weight: float = 0.5     # joint mode: weight of the pivot frames' own reconstruction
     loss_resolution: int | None = None  # None: the generator's resolution
     pixel_loss: str = "mse"       # or "laplacian_l1" (see pixel_loss.py); weighted by l2_weight
+    frame_sampling: str = "uniform"  # joint mode; "expressive": see scratch_prior.expressive_frame_weights
     lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
     lpips_weight: float = 1.0
     l2_weight: float = 1.0
@@ -254,6 +256,8 @@ class FitConfig:
         need(m.steps >= 0, "mapper.steps", "must be >= 0")
         need(s.mode in SCRATCH_MODES, "scratch.mode", f"must be one of {', '.join(SCRATCH_MODES)}")
         need(s.pixel_loss in PIXEL_LOSSES, "scratch.pixel_loss", f"must be one of {', '.join(PIXEL_LOSSES)}")
+        need(s.frame_sampling in FRAME_SAMPLINGS, "scratch.frame_sampling",
+             f"must be one of {', '.join(FRAME_SAMPLINGS)}")
         need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
         for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr",

@@ -62,6 +62,19 @@ def initial_codes(generator: Generator, count: int, seed: int, device) -> torch.
         return generator.mapping(z).clone()
 
 
+def expressive_frame_weights(model: PVPModel, channels: np.ndarray, layout: ChannelLayout) -> torch.Tensor:
+    """Sampling weights ``1 + d^2 / mean(d^2)``, d: how far a frame's standardised jaw, expression (and
+    gaze) inputs lie from the clip's median ones.  A clip shows each expression in a few short
+    moments; drawing those frames more often gives the expression mapper as many looks at them
+    as at the resting face, without changing what any frame asks for."""
+    inputs = model.inputs(channels, layout).jaw_expression
+    std = inputs.std(dim=0)
+    moving = std > 1e-4
+    standardized = (inputs[:, moving] - inputs[:, moving].median(dim=0).values) / std[moving]
+    energy = standardized.square().sum(dim=1) if moving.any() else torch.zeros(len(inputs))
+    return 1.0 + energy / energy.mean().clamp(min=1e-12)
+
+
 def cosine_rampdown(step: int, total: int, fraction: float) -> float:
     """1 until the last ``fraction`` of the steps, then a half cosine down to 0."""
     start = total * (1.0 - fraction)
@@ -107,6 +120,8 @@ class ScratchPriorStage(TrainingStage):
         self.batch_size = min(config.batch_size, len(self.pivot_frames))
         self.loss_resolution = min(config.loss_resolution or clip.resolution, clip.resolution)
         self.pixel_loss = pixel_loss(config.pixel_loss)
+        self.frame_weights = (expressive_frame_weights(model, self.channels[self.train_frames], layout)
+                              if config.frame_sampling == "expressive" else None)
         self.total_steps = config.steps
         self.epoch_lpips_sum = 0.0
         self._converged = False
@@ -143,8 +158,11 @@ class ScratchPriorStage(TrainingStage):
 
     def _frame_batch(self, index: int) -> tuple[torch.Tensor, dict]:
         gen = step_generator(self.seed, self.name, index)
-        frames = self.train_frames[torch.randint(len(self.train_frames), (self.config.batch_size,),
-                                                 generator=gen).numpy()]
+        if self.frame_weights is None:
+            chosen = torch.randint(len(self.train_frames), (self.config.batch_size,), generator=gen)
+        else:
+            chosen = torch.multinomial(self.frame_weights, self.config.batch_size, replacement=True, generator=gen)
+        frames = self.train_frames[chosen.numpy()]
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
         ws, _ = self.model(inputs)
         images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
