@@ -1,5 +1,4 @@
 import io
-import json
 import zipfile
 from dataclasses import fields
 
@@ -15,6 +14,7 @@ from pvp_runtime.contract.subject_manifest import (GENERATOR_BOUNDS, MANIFEST_MA
 from pvp_runtime.model.pvp import MapperConfig
 from pvp_runtime.model.stylegan2 import GeneratorConfig
 
+from bundle_helpers import rewrite_bundle
 from peak_memory import MB, measure
 
 
@@ -39,20 +39,6 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_generator_config):
     assert len(manifest["channels"]["names"]) == loaded.layout.size
     with zipfile.ZipFile(path) as archive:  # data only: no pickles anywhere
         assert sorted(archive.namelist()) == sorted([MANIFEST, GENERATOR_FILE, MAPPERS_FILE])
-
-
-def _rewrite(src, dst, edit_manifest=None, edit_member=None):
-    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
-        for name in a.namelist():
-            data = a.read(name)
-            if name == MANIFEST and edit_manifest:
-                manifest = json.loads(data)
-                edit_manifest(manifest)
-                data = json.dumps(manifest)
-            if name != MANIFEST and edit_member:
-                data = edit_member(name, data)
-            if data is not None:
-                b.writestr(name, data)
 
 
 def test_missing_and_not_a_bundle(tmp_path):
@@ -89,14 +75,14 @@ def test_flipped_bytes_are_caught(tmp_path, tiny_bundle_path):
             data[len(data) // 2] ^= 0xFF
             return bytes(data)
         return data
-    _rewrite(tiny_bundle_path, broken, edit_member=flip)
+    rewrite_bundle(tiny_bundle_path, broken, edit_member=flip)
     with pytest.raises(BundleError, match="generator.safetensors does not match its checksum"):
         load_bundle(broken)
 
 
 def test_newer_format_version(tmp_path, tiny_bundle_path):
     newer = tmp_path / "newer.pvp"
-    _rewrite(tiny_bundle_path, newer, edit_manifest=lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    rewrite_bundle(tiny_bundle_path, newer, edit_manifest=lambda m: m.update(format_version=FORMAT_VERSION + 1))
     with pytest.raises(BundleError, match="newer than this PVP Avatar supports"):
         load_bundle(newer)
 
@@ -119,10 +105,10 @@ def test_missing_tensor_and_shape_mismatch(tmp_path, tiny_bundle_path):
             new = member(name, data)
             digests[name] = hashlib.sha256(new).hexdigest()
             return new
-        _rewrite(tiny_bundle_path, out, edit_member=remember)
+        rewrite_bundle(tiny_bundle_path, out, edit_member=remember)
         # Re-sign so the checksum passes and the structural check is what fails.
         fixed = tmp_path / f"{edit.__name__}-signed.pvp"
-        _rewrite(out, fixed, edit_manifest=lambda m: m["tensor_files"].update(digests))
+        rewrite_bundle(out, fixed, edit_manifest=lambda m: m["tensor_files"].update(digests))
         return fixed
 
     def drop_pivots(state):
@@ -138,7 +124,7 @@ def test_missing_tensor_and_shape_mismatch(tmp_path, tiny_bundle_path):
 
 def test_bad_manifest(tmp_path, tiny_bundle_path):
     bad = tmp_path / "bad.pvp"
-    _rewrite(tiny_bundle_path, bad, edit_manifest=lambda m: m["generator"].update(resolution=33))
+    rewrite_bundle(tiny_bundle_path, bad, edit_manifest=lambda m: m["generator"].update(resolution=33))
     with pytest.raises(BundleError, match="manifest generator.resolution is 33, expected a power of two"):
         load_bundle(bad)
     not_json = tmp_path / "notjson.pvp"
@@ -275,7 +261,7 @@ def _signed_pivots(m, count):
 ], ids=["channel_max", "num_pivots"])
 def test_huge_manifest_numbers_are_refused_before_anything_is_built(tmp_path, tiny_bundle_path, edit, problem):
     crafted = tmp_path / "crafted.pvp"
-    _rewrite(tiny_bundle_path, crafted, edit_manifest=edit)
+    rewrite_bundle(tiny_bundle_path, crafted, edit_manifest=edit)
     run = measure(f"load_bundle({str(crafted)!r})",
                   setup=f"from pvp_runtime.bundle import load_bundle\nload_bundle({str(tiny_bundle_path)!r})")
     assert run.error == f"{crafted}: corrupt bundle, manifest {problem}"
@@ -299,7 +285,7 @@ def test_huge_manifest_numbers_are_refused_before_anything_is_built(tmp_path, ti
 ], ids=["resolution", "channel_base", "hidden", "beta", "gaze", "std", "mean", "roll_center", "copy"])
 def test_manifest_numbers_outside_their_range_are_named(tmp_path, tiny_bundle_path, edit, problem):
     crafted = tmp_path / "crafted.pvp"
-    _rewrite(tiny_bundle_path, crafted, edit_manifest=edit)
+    rewrite_bundle(tiny_bundle_path, crafted, edit_manifest=edit)
     for read in (load_bundle, SubjectSummary.read):  # the runtime's loader and the Blender extension's
         with pytest.raises(BundleError) as error:
             read(crafted)

@@ -1,9 +1,7 @@
 """Placement on the runtime side: the subject's framing in the bundle, what the fit measures, the
 similarity warp onto the canvas, the protocol field and ``pvp render``'s ``place_*`` columns."""
 
-import json
 import math
-import zipfile
 
 import numpy as np
 import pytest
@@ -17,16 +15,7 @@ from pvp_runtime.contract.subject_manifest import DEFAULT_EYE_DISTANCE, DEFAULT_
 from pvp_runtime.fit.head_framing import measure_head_framing
 from pvp_runtime.server import RuntimeServer
 
-
-def rewrite_manifest(source, target, edit):
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
-        for item in old.infolist():
-            data = old.read(item.filename)
-            if item.filename == "manifest.json":
-                manifest = json.loads(data)
-                edit(manifest)
-                data = json.dumps(manifest).encode()
-            new.writestr(item, data)
+from bundle_helpers import rewrite_bundle
 
 
 # --------------------------------------------------------------------------- the bundle
@@ -43,7 +32,7 @@ def test_framing_round_trips_through_the_bundle(tmp_path, tiny_bundle_path):
 
 def test_bundles_from_before_placement_get_the_default(tmp_path, tiny_bundle_path):
     old = tmp_path / "old.pvp"
-    rewrite_manifest(tiny_bundle_path, old, lambda m: m.update(framing={"roll_center": [0.5, 0.55]}))
+    rewrite_bundle(tiny_bundle_path, old, edit_manifest=lambda m: m.update(framing={"roll_center": [0.5, 0.55]}))
     assert load_bundle(old).framing == Framing(roll_center=(0.5, 0.55))
     summary = SubjectSummary.read(old)
     assert (summary.head_centre, summary.eye_distance) == (DEFAULT_HEAD_CENTRE, DEFAULT_EYE_DISTANCE)
@@ -57,7 +46,7 @@ def test_bundles_from_before_placement_get_the_default(tmp_path, tiny_bundle_pat
 ])
 def test_framing_outside_its_range_is_named(tmp_path, tiny_bundle_path, framing, problem):
     crafted = tmp_path / "crafted.pvp"
-    rewrite_manifest(tiny_bundle_path, crafted, lambda m: m["framing"].update(framing))
+    rewrite_bundle(tiny_bundle_path, crafted, edit_manifest=lambda m: m["framing"].update(framing))
     for read in (load_bundle, SubjectSummary.read):
         with pytest.raises(BundleError) as error:
             read(crafted)
