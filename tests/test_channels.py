@@ -8,6 +8,7 @@ from pvp_runtime.contract.channels import (
     frames_from_records, head_angles_from_axis_angle, head_angles_from_matrix, head_rotation_matrix,
     matrix_to_axis_angle, normalize_reenactment, validate_frames)
 from pvp_runtime.contract.errors import ChannelError
+from pvp_runtime.contract.placement_columns import split_columns
 
 
 def test_layout_order_and_size():
@@ -176,6 +177,20 @@ def test_expression_channels_match_by_number_and_extra_ones_are_dropped(caplog):
 def test_unknown_channel_names_are_still_errors(name):
     with pytest.raises(ChannelError, match=f"clip.csv: unknown channel '{name}'"):
         frames_from_columns({name: [0.0]}, ChannelLayout(num_expressions=10), "clip.csv")
+
+
+@pytest.mark.parametrize("values, problem", [
+    (["0.1", "x"], "holds values that are not numbers"),
+    ([[0.0, 1.0]], "must be one value per frame, got shape (1, 2)"),
+])
+def test_a_column_that_is_not_one_number_per_frame_is_named(values, problem):
+    # Channel columns and placement columns are read by one rule; the message names which it is.
+    with pytest.raises(ChannelError) as error:
+        frames_from_columns({"jaw_x": values}, ChannelLayout(num_expressions=10), "clip.json")
+    assert str(error.value) == f"clip.json: channel 'jaw_x' {problem}"
+    with pytest.raises(ChannelError) as error:
+        split_columns({"place_x": values, "jaw_x": [0.0]}, "clip.json")
+    assert str(error.value) == f"clip.json: column 'place_x' {problem}"
 
 
 def test_a_dropped_channel_with_nan_is_still_refused():

@@ -364,6 +364,17 @@ def frames_from_records(records: Sequence[Mapping[str, float]], layout: ChannelL
     return validate_frames(array, layout, source)
 
 
+def per_frame_column(values: Iterable[float], what: str, source: str) -> np.ndarray:
+    """A file's column as one float64 per frame; ``what`` names it in the error ("channel 'jaw_x'")."""
+    try:
+        column = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ChannelError(f"{source}: {what} holds values that are not numbers") from None
+    if column.ndim != 1:
+        raise ChannelError(f"{source}: {what} must be one value per frame, got shape {column.shape}")
+    return column
+
+
 def frames_from_columns(columns: Mapping[str, Iterable[float]], layout: ChannelLayout,
                         source: str = "channels") -> np.ndarray:
     """Build a frame array from ``{name: per-frame values}`` columns."""
@@ -372,12 +383,7 @@ def frames_from_columns(columns: Mapping[str, Iterable[float]], layout: ChannelL
     dropped = _DroppedExpressions(source, layout)
     for name, values in columns.items():
         column_index = layout.column_of(name, source)
-        try:
-            column = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ChannelError(f"{source}: channel '{name}' holds values that are not numbers") from None
-        if column.ndim != 1:
-            raise ChannelError(f"{source}: channel '{name}' must be one value per frame, got shape {column.shape}")
+        column = per_frame_column(values, f"channel '{name}'", source)
         lengths.add(len(column))
         if column_index is None:
             dropped.add(name, column)

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .channels import per_frame_column
 from .errors import ChannelError
 
 PLACEMENT_COLUMNS = ("place_x", "place_y", "place_scale", "place_angle")
@@ -47,12 +48,7 @@ def split_records(records: Sequence, source: str) -> tuple[list, dict[str, np.nd
 
 
 def _numbers(values, name: str, source: str) -> np.ndarray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ChannelError(f"{source}: column '{name}' holds values that are not numbers") from None
-    if array.ndim != 1:
-        raise ChannelError(f"{source}: column '{name}' must be one value per frame, got shape {array.shape}")
+    array = per_frame_column(values, f"column '{name}'", source)
     bad = np.flatnonzero(~np.isfinite(array) | ((array <= 0) if name == "place_scale" else False))
     if len(bad):
         expected = "a number > 0" if name == "place_scale" else "a finite number"
