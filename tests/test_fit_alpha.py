@@ -32,6 +32,8 @@ from pvp_runtime.loaders.generator_file import save_generator_file
 from pvp_runtime.model.pvp import MapperConfig, PVPModel
 from pvp_runtime.model.stylegan2 import Generator, tiny_config
 
+from fit_helpers import pretrained_generator
+
 FRAMES, HELD_OUT = 24, 6
 
 
@@ -53,12 +55,7 @@ def clip():
 def files(clip, tmp_path_factory):
     root = tmp_path_factory.mktemp("alpha_fit")
     paths = clip.write(root)
-    generator = copy.deepcopy(clip.subject.generator)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # "pretrained": near the subject's generator, not equal to it
-        for p in generator.synthesis.parameters():
-            if p.ndim >= 2:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.2 * p.std())
+    generator = pretrained_generator(clip.subject.generator)
     paths["generator"] = root / "generator.safetensors"
     save_generator_file(generator, paths["generator"])
     return paths

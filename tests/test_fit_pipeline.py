@@ -1,6 +1,5 @@
 """``pvp fit`` end to end on a tiny synthetic clip: resume exactness, outputs, refusals, help."""
 
-import copy
 import dataclasses
 import json
 import os
@@ -29,6 +28,8 @@ from pvp_runtime.fit.stage import FitInterrupted
 from pvp_runtime.fit.synthetic import synthetic_clip
 from pvp_runtime.model.stylegan2 import tiny_config
 
+from fit_helpers import pretrained_generator
+
 TINY = {"pivots.count": 3, "data.held_out_frames": 4, "projector.steps": 6, "projector.batch_size": 3,
         "projector.w_avg_samples": 300, "pti.max_epochs": 3, "pti.lpips_threshold": 0.0, "mapper.steps": 12,
         "mapper.batch_size": 2, "mapper.lr": 5e-3, "mapper.loss_resolution": None, "lpips.net": "alex",
@@ -40,12 +41,8 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit_inputs")
     clip = synthetic_clip(tiny_config(32, 32), num_frames=16, num_expressions=6, seed=4, in_the_wild=True)
     paths = clip.write(root)
-    generator = copy.deepcopy(clip.subject.generator)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # "pretrained": near the subject's generator, not equal to it
-        for p in generator.synthesis.parameters():
-            if p.ndim >= 2:
-                p.add_(torch.randn(p.shape, generator=gen) * 0.2 * p.std())
+    generator = pretrained_generator(clip.subject.generator)
+    with torch.no_grad():
         for layer in noise_layers(generator):
             layer.noise_strength.fill_(0.05)
     paths["generator"] = root / "generator.safetensors"
