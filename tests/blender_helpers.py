@@ -95,7 +95,23 @@ def pixel_exact_scene(scene, size=32, first=1, last=6):
     scene.render.dither_intensity = 0.0
 """
 
-INSTALL_PRELUDE = PIXEL_EXACT_SCENE + """
+# Scenario code for the scripts that draw offscreen (the viewport's drawing code).
+GPU_MODULE = """
+def start_gpu_module(scene):
+    # Background mode leaves the gpu module uninitialised: one render by an engine that asks for
+    # a GPU context initialises it.  That engine stays the scene's until the scenario sets another.
+    class GLInit(bpy.types.RenderEngine):
+        bl_idname = "PVP_TEST_GL"
+        bl_label = "GL init"
+        bl_use_gpu_context = True
+        def render(self, depsgraph):
+            self.end_result(self.begin_result(0, 0, 4, 4))
+    bpy.utils.register_class(GLInit)
+    scene.render.engine = "PVP_TEST_GL"
+    bpy.ops.render.render()
+"""
+
+INSTALL_PRELUDE = PIXEL_EXACT_SCENE + GPU_MODULE + """
 import json, sys
 import bpy, addon_utils
 ARGS = json.loads(sys.argv[1])
@@ -106,6 +122,19 @@ addon_utils.enable(ADDON, default_set=True)
 def module(name):
     return sys.modules[ADDON + ".pvp_blender." + name]
 
+def use_this_runtime():
+    # The add-on starts the runtime from ARGS' source folder on ARGS' interpreter (this checkout's).
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
+    return prefs
+
+def add_centred_rig(subject_path):
+    # A head rig on the subject whose frame is the subject's centred crop (Lock to Frame Centre).
+    bpy.ops.pvp.add_head_rig(subject_path=subject_path)
+    rig = bpy.context.object
+    rig.pvp_rig.lock_to_frame_centre = True
+    return rig
+
 def result(**data):
     print("RESULT " + json.dumps(data), flush=True)
 """
@@ -113,8 +142,9 @@ def result(**data):
 
 def run_blender_scenario(blender_python: Path, root: Path, body: str, timeout: float = 400, **args) -> dict:
     """Build the extension with that Blender's packaging tool, then run ``body`` in a fresh Blender
-    (isolated user folder and caches) after installing and enabling it (``INSTALL_PRELUDE``: ARGS,
-    ``module(name)``, ``result(**data)``).  Returns what the scenario passed to ``result``."""
+    (isolated user folder and caches) after installing and enabling it (``INSTALL_PRELUDE``: ARGS, ``module(name)``,
+    ``result(**data)``, ``use_this_runtime()``, ``add_centred_rig(path)``, ``pixel_exact_scene(scene)``,
+    ``start_gpu_module(scene)``).  Returns what the scenario passed to ``result``."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(BLENDER_USER_RESOURCES=str(root / "user"), XDG_CACHE_HOME=str(root / "cache"),
                PVP_PYTHON="", PVP_RUNTIME_SOURCE="")

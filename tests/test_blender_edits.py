@@ -27,12 +27,9 @@ SCENARIO = textwrap.dedent("""
     rig_module = module("rig")
     scene = bpy.context.scene
     pixel_exact_scene(scene)
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
+    use_this_runtime()
 
-    bpy.ops.pvp.add_head_rig(subject_path=ARGS["edited"])
-    rig = bpy.context.object
-    rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
+    rig = add_centred_rig(ARGS["edited"])  # the startup camera is far away: compare the centred frame
     ui = rig.id_properties_ui("edit_age").as_dict()
     props, edit_names = rig_module.edit_properties(rig), rig.pvp_rig.edit_names
     for frame, value in ((1, 0.0), (6, 2.5)):

@@ -28,7 +28,7 @@ from pvp_runtime.bundle import load_bundle, save_bundle
 from pvp_runtime.contract.channel_files import write_channel_file
 from pvp_runtime.contract.channels import ChannelStats, normalize_reenactment
 from pvp_runtime.image_io import read_png_rgba
-from blender_helpers import PIXEL_EXACT_SCENE, process_gone
+from blender_helpers import GPU_MODULE, PIXEL_EXACT_SCENE, process_gone
 
 REPO = Path(__file__).resolve().parents[1]
 ADDON = "bl_ext.user_default.pvp_avatar"
@@ -64,7 +64,7 @@ PRELUDE = textwrap.dedent(f"""
             return ""
         except RuntimeError as exc:
             return str(exc)
-""") + PIXEL_EXACT_SCENE
+""") + PIXEL_EXACT_SCENE + GPU_MODULE
 
 
 @pytest.fixture(scope="module")
@@ -432,17 +432,8 @@ def scenario_d(shot, scenario_a, tmp_path_factory, avatar):
         bpy.ops.pvp.reset_channels(group="head")
         reset = [rig.pose.bones["head"].rotation_euler[1], rig.pose.bones["jaw"].rotation_euler[0]]
 
-        # The viewport's drawing code, into an offscreen buffer (a render with a GPU context
-        # initialises the gpu module in background mode).
-        class GLInit(bpy.types.RenderEngine):
-            bl_idname = "PVP_TEST_GL"
-            bl_label = "GL init"
-            bl_use_gpu_context = True
-            def render(self, depsgraph):
-                self.end_result(self.begin_result(0, 0, 4, 4))
-        bpy.utils.register_class(GLInit)
-        scene.render.engine = "PVP_TEST_GL"
-        bpy.ops.render.render()
+        # The viewport's drawing code, into an offscreen buffer.
+        start_gpu_module(scene)
         import gpu
         from mathutils import Matrix
         viewport = addon_module("viewport")

@@ -31,16 +31,13 @@ SCENARIO = textwrap.dedent("""
     animation = module("animation")
     scene = bpy.context.scene
     pixel_exact_scene(scene)
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
+    use_this_runtime()
 
     def keys(rig, path):
         curve = animation.fcurve_collection(rig).find(path)
         return [list(p.co) for p in curve.keyframe_points] if curve else []
 
-    bpy.ops.pvp.add_head_rig(subject_path=ARGS["subject"])
-    rig = bpy.context.object
-    rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
+    rig = add_centred_rig(ARGS["subject"])  # the startup camera is far away: compare the centred frame
     before = sorted(k for k in rig.keys() if k.startswith("arkit_"))
     rig.pvp_rig.arkit_map = ARGS["map"]
     props = sorted(k for k in rig.keys() if k.startswith("arkit_"))

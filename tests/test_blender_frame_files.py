@@ -33,11 +33,8 @@ SCENARIO = textwrap.dedent("""
     rig_module = module("rig")
     scene = bpy.context.scene
     pixel_exact_scene(scene, first=1, last=2)
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
-    bpy.ops.pvp.add_head_rig(subject_path=ARGS["bundle"])
-    rig = bpy.context.object
-    rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
+    use_this_runtime()
+    rig = add_centred_rig(ARGS["bundle"])  # the startup camera is far away: compare the centred frame
     head = rig.pose.bones["head"]
     for frame, yaw, roll in ((1, 0.3, 0.0), (2, -0.2, 0.5)):
         head.rotation_euler[1], head.rotation_euler[2] = yaw, roll

@@ -39,8 +39,7 @@ SCENARIO = textwrap.dedent("""
     pixel_exact_scene(scene, first=1, last=1)
     scene.render.resolution_x, scene.render.resolution_y = ARGS["width"], ARGS["height"]
     scene.render.resolution_percentage = ARGS["percent"]
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
+    use_this_runtime()
     for obj in list(scene.objects):  # the rig brings its own camera
         bpy.data.objects.remove(obj)
     bpy.ops.pvp.add_head_rig(subject_path=ARGS["subject"])
@@ -112,17 +111,8 @@ SCENARIO = textwrap.dedent("""
     scene.camera = other
     composite("overlay_new_camera")
 
-    # The camera-view texture drawn where the layout says, into an offscreen region (a render
-    # with a GPU context initialises the gpu module in background mode).
-    class GLInit(bpy.types.RenderEngine):
-        bl_idname = "PVP_TEST_GL"
-        bl_label = "GL init"
-        bl_use_gpu_context = True
-        def render(self, depsgraph):
-            self.end_result(self.begin_result(0, 0, 4, 4))
-    bpy.utils.register_class(GLInit)
-    scene.render.engine = "PVP_TEST_GL"
-    bpy.ops.render.render()
+    # The camera-view texture drawn where the layout says, into an offscreen region.
+    start_gpu_module(scene)
     import gpu
     width, height = region.width, region.height
     offscreen = gpu.types.GPUOffScreen(width, height, format="RGBA32F")

@@ -30,8 +30,7 @@ SCENARIO = textwrap.dedent("""
     scene = bpy.context.scene
     pixel_exact_scene(scene, first=1, last=1)
     scene.render.resolution_x, scene.render.resolution_y = ARGS["width"], ARGS["height"]
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
+    prefs = use_this_runtime()
     for obj in list(scene.objects):  # the startup file's cube, light and camera: the rig brings its own camera
         bpy.data.objects.remove(obj)
     bpy.ops.pvp.add_head_rig(subject_path=ARGS["subject"])

@@ -31,11 +31,8 @@ working = ""
 if hasattr(bpy.data, "colorspace"):  # 5.0: a file chooses its working space (before any image is made)
     bpy.ops.wm.set_working_color_space(working_space="Linear Rec.2020")
     working = bpy.data.colorspace.working_space
-prefs = bpy.context.preferences.addons[ADDON].preferences
-prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
-bpy.ops.pvp.add_head_rig(subject_path=ARGS["bundle"])
-rig = bpy.context.object
-rig.pvp_rig.lock_to_frame_centre = True  # colour is what is compared; the centred frame is enough
+use_this_runtime()
+rig = add_centred_rig(ARGS["bundle"])  # colour is what is compared; the centred frame is enough
 rig.pose.bones["head"].rotation_euler[2] = 0.5  # rolled: transparent corners, antialiased edges
 out = ARGS["out"] + "/"
 viewport = module("viewport")
@@ -59,15 +56,7 @@ view.pixels = view.pending.result(timeout=120)  # what the timer does in an inte
 view.stop()
 np.save(out + "runtime.npy", view.pixels)  # the runtime's own Rec.709 linear
 
-class GLInit(bpy.types.RenderEngine):
-    bl_idname = "PVP_TEST_GL"
-    bl_label = "GL init"
-    bl_use_gpu_context = True
-    def render(self, depsgraph):
-        self.end_result(self.begin_result(0, 0, 4, 4))
-bpy.utils.register_class(GLInit)
-scene.render.engine = "PVP_TEST_GL"
-bpy.ops.render.render()
+start_gpu_module(scene)
 texture = view.working_space_texture()
 texels = np.array(texture.read().to_list(), dtype=np.float32).reshape(texture.height, texture.width, 4)
 np.save(out + "texture.npy", texels[::-1])  # GPU textures are bottom row first
