@@ -5,6 +5,7 @@ from pvp_runtime.bundle import random_bundle, save_bundle
 from pvp_runtime.contract.channels import ChannelLayout
 from pvp_runtime.model.stylegan2 import tiny_config
 
+from alpha_helpers import matte_for
 from blender_helpers import SETUP_HINT, blender_version, selected_blender_envs
 
 
@@ -24,6 +25,17 @@ def tiny_bundle_path(tmp_path_factory, tiny_generator_config):
     path = tmp_path_factory.mktemp("bundle") / "tiny.pvp"
     save_bundle(random_bundle(tiny_generator_config, num_pivots=4, num_expressions=10, seed=1,
                               name="tiny", expression_scale=0.05), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def alpha_bundle_path(tmp_path_factory, tiny_generator_config):
+    """The tiny subject with a learnt alpha (``matte_for``): near 0 to near 1 across the crop."""
+    bundle = random_bundle(tiny_generator_config, num_pivots=4, num_expressions=10, seed=1, name="alpha",
+                           expression_scale=0.05)
+    bundle.matte = matte_for(bundle)
+    path = tmp_path_factory.mktemp("alpha") / "alpha.pvp"
+    save_bundle(bundle, path)
     return path
 
 

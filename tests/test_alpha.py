@@ -15,36 +15,13 @@ from pvp_runtime.contract.channel_files import write_channel_file
 from pvp_runtime.contract.errors import BundleError
 from pvp_runtime.contract.subject_manifest import MATTE_BOUNDS
 from pvp_runtime.image_io import read_png_rgba
-from pvp_runtime.model.matte import MatteConfig, MatteHead
+from pvp_runtime.model.matte import MatteConfig
 
+from alpha_helpers import matte_for
+from bundle_helpers import rewrite_bundle
 from cli_helpers import fails
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def matte_for(bundle, seed=0):
-    """A head with random weights (a new one would output its prior alone) and a prior that puts
-    the subject in an off-centre disc, so alpha runs from near 0 to near 1 across the crop."""
-    config = bundle.generator.config
-    torch.manual_seed(seed)
-    head = MatteHead(MatteConfig(in_channels=config.channels(config.resolution), resolution=config.resolution))
-    r = config.resolution
-    y, x = torch.meshgrid(torch.arange(r), torch.arange(r), indexing="ij")
-    inside = ((x - 0.45 * r) ** 2 + (y - 0.5 * r) ** 2).sqrt() < 0.3 * r
-    with torch.no_grad():
-        torch.nn.init.normal_(head.out.weight, std=0.5)
-        head.prior.copy_(torch.where(inside, 4.0, -4.0))
-    return head.eval()
-
-
-@pytest.fixture(scope="module")
-def alpha_bundle_path(tmp_path_factory, tiny_generator_config):
-    bundle = random_bundle(tiny_generator_config, num_pivots=4, num_expressions=10, seed=1, name="alpha",
-                           expression_scale=0.05)
-    bundle.matte = matte_for(bundle)
-    path = tmp_path_factory.mktemp("alpha") / "alpha.pvp"
-    save_bundle(bundle, path)
-    return path
 
 
 def frames_for(avatar, count=3):
@@ -140,20 +117,6 @@ def srgb8_of(linear):
     return np.round(255 * np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)).astype(int)
 
 
-def _rewrite(src, dst, edit_manifest=None, edit_member=None):
-    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
-        for name in a.namelist():
-            data = a.read(name)
-            if name == MANIFEST and edit_manifest:
-                manifest = json.loads(data)
-                edit_manifest(manifest)
-                data = json.dumps(manifest)
-            if name != MANIFEST and edit_member:
-                data = edit_member(name, data)
-            if data is not None:
-                b.writestr(name, data)
-
-
 def _flip_last_byte(name, data):
     return data[:-1] + bytes([data[-1] ^ 0xFF]) if name == MATTE_FILE else data
 
@@ -188,7 +151,7 @@ CORRUPTIONS = {
 def test_a_corrupt_alpha_gets_one_line_naming_the_file(alpha_bundle_path, tmp_path, capsys, corruption):
     edit_manifest, edit_member, message = CORRUPTIONS[corruption]
     broken = tmp_path / "broken.pvp"
-    _rewrite(alpha_bundle_path, broken, edit_manifest, edit_member)
+    rewrite_bundle(alpha_bundle_path, broken, edit_manifest, edit_member)
     with pytest.raises(BundleError) as error:
         load_bundle(broken)
     assert str(error.value).startswith(f"{broken}: ") and message in str(error.value)

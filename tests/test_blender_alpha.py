@@ -14,25 +14,19 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pvp_runtime.avatar import Avatar
-from pvp_runtime.bundle import random_bundle, save_bundle
 from pvp_runtime.image_io import read_png_rgba
 
 from blender_helpers import run_blender_scenario
-from test_alpha import matte_for
 
 REPO = Path(__file__).resolve().parents[1]
 
 SCENARIO = textwrap.dedent("""
     scene = bpy.context.scene
     pixel_exact_scene(scene, first=1, last=1)
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.interpreter, prefs.source_dir = ARGS["python"], ARGS["source"]
-    bpy.ops.pvp.add_head_rig(subject_path=ARGS["subject"])
-    rig = bpy.context.object
-    rig.pvp_rig.lock_to_frame_centre = True  # the startup camera is far away: compare the centred frame
+    use_this_runtime()
+    rig = add_centred_rig(ARGS["subject"])  # the startup camera is far away: compare the centred frame
     rig.pose.bones["head"].rotation_euler[1] = 0.2
     scene.frame_set(1)
     assert scene.render.engine == "PVP_AVATAR", scene.render.engine
@@ -49,16 +43,6 @@ SCENARIO = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def alpha_subject(tmp_path_factory, tiny_generator_config):
-    bundle = random_bundle(tiny_generator_config, num_pivots=4, num_expressions=10, seed=1, name="alpha",
-                           expression_scale=0.05)
-    bundle.matte = matte_for(bundle)
-    path = tmp_path_factory.mktemp("blender_alpha") / "alpha.pvp"
-    save_bundle(bundle, path)
-    return path
-
-
 def read_exr(path):
     os.environ["OPENCV_IO_ENABLE_OPENEXR"] = "1"  # OpenCV reads EXR only when asked to
     import cv2
@@ -68,11 +52,11 @@ def read_exr(path):
     return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
 
 
-def test_render_result_holds_the_learnt_alpha_premultiplied(tmp_path, blender_python, alpha_subject):
+def test_render_result_holds_the_learnt_alpha_premultiplied(tmp_path, blender_python, alpha_bundle_path):
     out = tmp_path / "out"
-    got = run_blender_scenario(blender_python, tmp_path / "scenario", SCENARIO, subject=str(alpha_subject),
+    got = run_blender_scenario(blender_python, tmp_path / "scenario", SCENARIO, subject=str(alpha_bundle_path),
                                out=str(out), python=sys.executable, source=str(REPO))
-    avatar = Avatar.load(alpha_subject, device="cpu")
+    avatar = Avatar.load(alpha_bundle_path, device="cpu")
     frame = avatar.layout.defaults(1)
     frame[0, avatar.layout.index("head_yaw")] = got["yaw"]
     expected = avatar.render(frame)
