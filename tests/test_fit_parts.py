@@ -46,6 +46,20 @@ def test_checkpoint_round_trip_restores_an_optimiser_exactly(tmp_path):
     assert torch.equal(net.weight, twin.weight) and torch.equal(net.bias, twin.bias)
 
 
+def test_an_optimiser_state_from_another_version_is_one_line_not_a_traceback():
+    """A checkpoint written before a fit trained one more part (e.g. the matte head) has fewer
+    parameter groups than the resumed fit's optimiser."""
+    old_net, new_net, head = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)
+    old_opt = torch.optim.Adam(old_net.parameters(), lr=1e-2)
+    old_net(torch.randn(2, 4)).sum().backward()
+    old_opt.step()
+    tensors, meta = optimizer_tensors(old_opt, "opt")
+    new_opt = torch.optim.Adam([{"params": new_net.parameters()}, {"params": head.parameters()}], lr=1e-2)
+    with pytest.raises(CheckpointError, match="optimiser 'opt' does not match.*--overwrite") as error:
+        load_optimizer(new_opt, tensors, meta, "opt")
+    assert "\n" not in str(error.value)
+
+
 def test_checkpoint_errors(tmp_path):
     path = tmp_path / "c.safetensors"
     save_checkpoint(path, {"a": torch.zeros(2)}, {"k": 1})

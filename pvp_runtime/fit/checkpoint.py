@@ -113,4 +113,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
     for key, value in meta["scalars"].items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError, RuntimeError) as error:
+        # E.g. a checkpoint written before this version trained a part it now trains (the matte head).
+        raise CheckpointError(f"checkpoint optimiser '{prefix}' does not match this fit's parameters ({error}); "
+                              "it was written by another version or run: start over with --overwrite") from None
