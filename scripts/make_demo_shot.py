@@ -13,6 +13,8 @@ properties with Blender's default Bezier easing: a head turn to either side with
 jaw opening and closing, a smile, a brow raise, a blink and a glance to the side.  Expression names are those of
 the demo subject (its synthetic capture, pvp_runtime/synthetic_head.py): expr_00 smile,
 expr_01 brow raise, expr_03 blink.  The subject path is stored relative to the .blend (``//``).
+``--over-background`` renders the shot with Cycles over a CG set and composites the placed
+avatar over it (scripts/demo_background.py).
 """
 
 from __future__ import annotations
