@@ -5,7 +5,7 @@ Used by scripts/make_demo_shot.py ``--over-background``.  The camera that add_he
 (the head filling the frame) is pulled back so the set shows around the head, and the rig
 drifts sideways across the shot, so the avatar is placed where the head bone is seen through the
 camera, not centred.  Cycles, not EEVEE: Cycles renders on the CPU under the bpy wheel with
-no GPU context (shared/design.md: the wheel's GL context here is llvmpipe).
+no GPU (the wheel's only GL context here is the llvmpipe software renderer).
 """
 
 from __future__ import annotations
