@@ -1,6 +1,6 @@
 """The main job: render the demo shot headless through the PVP Avatar engine.
 
-    python scripts/demo.py [--output out/demo] [--frames N] [--subject demo/demo.pvp]
+    python scripts/demo.py [--output out/demo] [--frames N] [--subject demo/demo.pvp] [--over-background]
 
 (``scripts/demo.sh`` sets up .venv first and runs this.)  Steps, each skipped when its
 result is already there and up to date:
@@ -11,6 +11,10 @@ result is already there and up to date:
 3. render it like ``blender -b shot.blend -a`` (scripts/render_shot.py on the bpy wheel):
    the engine starts the runtime process on this interpreter and writes the PNG sequence;
 4. encode OUTPUT/demo.mp4 and OUTPUT/contact_sheet.png from the PNGs.
+
+``--over-background``: the same shot over a Cycles set (scripts/demo_background.py), the placed
+avatar composited over it; written beside the plain one as OUTPUT/composite_shot.blend,
+OUTPUT/composite_frames/, OUTPUT/composite.mp4 and OUTPUT/composite_contact_sheet.png.
 
 Exit status 0 when everything was written; 1 with a one-line reason otherwise.
 """
@@ -25,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +43,21 @@ DEFAULT_SUBJECT = REPO / "demo" / "demo.pvp"
 SHIPPED_WITH_EXTENSION = ("blender_manifest.toml", "__init__.py", "pvp_blender", "pvp_runtime/contract",
                           "pvp_runtime/formats")
 FPS = 24
+
+
+@dataclass(frozen=True)
+class ShotFiles:
+    """Where one kind of demo shot goes, inside the output folder."""
+    prefix: str          # "" for the plain shot, "composite_" for the one over a Cycles set
+    video: str
+    shot_options: tuple  # for make_demo_shot.py
+
+    def path(self, output: Path, name: str) -> Path:
+        return output / (self.prefix + name)
+
+
+PLAIN = ShotFiles("", "demo.mp4", ())
+OVER_BACKGROUND = ShotFiles("composite_", "composite.mp4", ("--over-background",))
 
 
 class DemoError(Exception):
@@ -109,23 +129,25 @@ def install_extension(output: Path, env: dict) -> None:
     step.mark()
 
 
-def write_shot(output: Path, subject: Path, env: dict) -> Path:
-    blend = output / "shot.blend"
+def write_shot(output: Path, subject: Path, env: dict, files: ShotFiles) -> Path:
+    blend = files.path(output, "shot.blend")
     script = REPO / "scripts" / "make_demo_shot.py"
-    step = Step(output / ".shot", tree_digest([script, REPO / "scripts" / "_headless_blender.py"])
+    step = Step(files.path(output, ".shot"),
+                tree_digest([script, REPO / "scripts" / "_headless_blender.py", REPO / "scripts" / "demo_background.py"])
                 + str(subject.resolve()) + (output / ".extension").read_text())
     if blend.is_file() and step.done():
         print(f"  shot: {blend} (unchanged)")
         return blend
-    run("write shot", [sys.executable, str(script), "--subject", str(subject), "-o", str(blend)], env, 300)
+    run("write shot", [sys.executable, str(script), "--subject", str(subject), "-o", str(blend),
+                       "--frames-folder", files.prefix + "frames", *files.shot_options], env, 300)
     step.mark()
     return blend
 
 
-def render(output: Path, blend: Path, frames: int | None, env: dict) -> list[Path]:
-    folder = output / "frames"
+def render(output: Path, blend: Path, frames: int | None, env: dict, files: ShotFiles) -> list[Path]:
+    folder = files.path(output, "frames")
     shot_digest = hashlib.sha256(blend.read_bytes()).hexdigest() + f":{frames}"
-    step = Step(output / ".frames", shot_digest)
+    step = Step(files.path(output, ".frames"), shot_digest)
     existing = sorted(folder.glob("frame_*.png"))
     if existing and step.done():
         print(f"  render: {len(existing)} frames in {folder} (unchanged)")
@@ -142,10 +164,10 @@ def render(output: Path, blend: Path, frames: int | None, env: dict) -> list[Pat
     return rendered
 
 
-def encode(output: Path, frames: list[Path]) -> tuple[Path, Path]:
+def encode(output: Path, frames: list[Path], files: ShotFiles) -> tuple[Path, Path]:
     images = [read_png_rgba(path) for path in frames]
-    video, sheet = output / "demo.mp4", output / "contact_sheet.png"
-    partial = output / "demo.partial.mp4"
+    video, sheet = output / files.video, files.path(output, "contact_sheet.png")
+    partial = video.with_suffix(".partial.mp4")
     writer = VideoWriter(partial, FPS, images[0].shape[0])
     for image in images:
         writer.write(image)
@@ -171,6 +193,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "out" / "demo", help="where everything goes")
     parser.add_argument("--subject", type=Path, default=DEFAULT_SUBJECT, help="subject bundle (.pvp)")
     parser.add_argument("--frames", type=int, help="render only the first N frames of the shot")
+    parser.add_argument("--over-background", action="store_true",
+                        help="composite the placed avatar over a Cycles set (files named composite_*)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
@@ -183,9 +207,10 @@ def main(argv=None) -> int:
         print(f"PVP Avatar demo: subject {manifest['name'] if 'name' in manifest else args.subject.name}, "
               f"output {output}", flush=True)
         install_extension(output, env)
-        blend = write_shot(output, args.subject, env)
-        frames = render(output, blend, args.frames, env)
-        video, sheet = encode(output, frames)
+        files = OVER_BACKGROUND if args.over_background else PLAIN
+        blend = write_shot(output, args.subject, env, files)
+        frames = render(output, blend, args.frames, env, files)
+        video, sheet = encode(output, frames, files)
     except (DemoError, PVPError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,8 @@ properties with Blender's default Bezier easing: a head turn to either side with
 jaw opening and closing, a smile, a brow raise, a blink and a glance to the side.  Expression names are those of
 the demo subject (its synthetic capture, pvp_runtime/synthetic_head.py): expr_00 smile,
 expr_01 brow raise, expr_03 blink.  The subject path is stored relative to the .blend (``//``).
+``--over-background`` renders the shot with Cycles over a CG set and composites the placed
+avatar over it (scripts/demo_background.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import bpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _headless_blender import ENGINE_ID, enable_extension, script_arguments  # noqa: E402
+from demo_background import add_background_set  # noqa: E402
 
 # Keys per channel: (frame, value) on a 72-frame shot at 24 fps.  Radians for bones,
 # FLAME/PCA units for expressions; all inside the demo subject's training range.
@@ -49,6 +52,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=256, help="output width and height in pixels")
     parser.add_argument("--frame-end", type=int, default=FRAME_END, help="last frame (keys past it are kept)")
     parser.add_argument("--frames-folder", default="frames", help="image sequence folder, relative to the .blend")
+    parser.add_argument("--over-background", action="store_true",
+                        help="render a Cycles set (wall, floor, light) and composite the placed avatar over it "
+                             "(scripts/demo_background.py)")
     return parser.parse_args(script_arguments())
 
 
@@ -104,11 +110,14 @@ def build_shot(args: argparse.Namespace) -> None:
         key_property(rig, name, keys)
     for eye in ("eye.L", "eye.R"):
         key_bone(rig, eye, 1, GAZE_YAW)
+    if args.over_background:
+        add_background_set(scene, rig, args.frame_end)
     scene.frame_set(1)
     bpy.ops.wm.save_as_mainfile(filepath=str(partial))
     # Only a complete shot gets the real name (the .blend is written last, in one rename).
     partial.replace(output)
-    print(f"make_demo_shot: wrote {output} ({args.frame_end} frames, subject {rig.pvp_rig.subject_path})")
+    print(f"make_demo_shot: wrote {output} ({args.frame_end} frames, subject {rig.pvp_rig.subject_path}"
+          f"{', over a Cycles set' if args.over_background else ''})")
 
 
 if __name__ == "__main__":

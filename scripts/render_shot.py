@@ -35,8 +35,12 @@ def main() -> int:
     enable_extension()
     bpy.ops.wm.open_mainfile(filepath=str(args.blend.resolve()))
     scene = bpy.context.scene
-    if scene.render.engine != ENGINE_ID:  # an unregistered engine would silently become EEVEE
-        print(f"render_shot: {args.blend} renders with {scene.render.engine}, not {ENGINE_ID}", file=sys.stderr)
+    # An unregistered engine would silently become EEVEE: the shot, or the overlay scene that
+    # composites the avatar over it ("Composite Avatar Over Scene"), must render with ours.
+    avatar_scenes = [s for s in bpy.data.scenes if s == scene or s.pvp.overlay_of == scene]
+    if all(s.render.engine != ENGINE_ID for s in avatar_scenes):
+        print(f"render_shot: {args.blend} renders with {scene.render.engine}, not {ENGINE_ID}, "
+              "and has no avatar overlay scene", file=sys.stderr)
         return 1
     if args.frame_start is not None:
         scene.frame_start = args.frame_start
