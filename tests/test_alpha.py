@@ -72,9 +72,10 @@ def test_render_returns_the_alpha_premultiplied_in_linear_and_straight_in_srgb8(
     assert not np.allclose(alpha[2], alpha[1], atol=0.1)
 
 
-def test_a_bundle_without_alpha_renders_opaque_and_says_so(capsys):
-    # demo/demo.pvp was written before subjects carried alphas: it loads, and alpha is exactly 1.
-    demo = REPO / "demo" / "demo.pvp"
+def test_a_bundle_without_alpha_renders_opaque_and_says_so(tiny_bundle_path, capsys):
+    # A bundle with no matte member (as every bundle written before subjects carried alphas):
+    # it loads, and alpha is exactly 1.
+    demo = tiny_bundle_path
     bundle = load_bundle(demo)
     assert bundle.matte is None
     avatar = Avatar(bundle, device="cpu")
@@ -83,6 +84,13 @@ def test_a_bundle_without_alpha_renders_opaque_and_says_so(capsys):
     assert np.all(rendered.linear[..., 3] == 1.0) and np.all(rendered.srgb8[..., 3] == 255)
     assert main(["info", str(demo)]) == 0
     assert "alpha          none: alpha is 1 everywhere (fitted without --mattes)" in capsys.readouterr().out
+
+
+def test_the_shipped_demo_subject_has_a_learnt_alpha():
+    bundle = load_bundle(REPO / "demo" / "demo.pvp")
+    assert bundle.matte is not None
+    alpha = Avatar(bundle, device="cpu").render(bundle.layout.defaults(1)).linear[0, ..., 3]
+    assert alpha.min() < 0.05 and alpha.max() > 0.95  # background clear, head solid
 
 
 def test_info_says_the_alpha_was_learnt(alpha_bundle_path, capsys):
