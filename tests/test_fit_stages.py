@@ -376,3 +376,27 @@ def test_expressive_sampling_draws_the_moments_an_expression_shows_more_often(cl
 def test_unknown_frame_sampling_is_a_config_error():
     with pytest.raises(PVPError, match="scratch.frame_sampling"):
         FitConfig.from_dict({"scratch": {"frame_sampling": "sometimes"}})
+
+
+def test_focus_weights_the_joint_stage_loss(clip, prepared, lpips):
+    """With ``scratch.focus`` the joint stage weights its frame loss (and only then)."""
+    plain, _, _ = _scratch_stage(clip, prepared, lpips, "joint")
+    focused, _, _ = _scratch_stage(clip, prepared, lpips, "joint", focus=8.0, focus_neighbours=4)
+    assert plain.focus is None and focused.focus is not None
+    assert focused.focus.neighbours.shape == (len(focused.train_frames), 4)
+    first = focused.step(0)
+    assert np.isfinite(first["total"]) and first["pixel"] != plain.step(0)["pixel"]
+    assert _scratch_stage(clip, prepared, lpips, "pivots", focus=8.0)[0].focus is None
+
+
+def test_scratch_momentum_settings_reach_the_optimiser_and_survive_a_resume(clip, prepared, lpips):
+    stage, _, _ = _scratch_stage(clip, prepared, lpips, "joint", beta1=0.5, mapper_beta1=0.9)
+    betas = [tuple(group["betas"]) for group in stage.optimizer.param_groups]
+    assert betas[2] == (0.9, 0.99) and all(b == (0.5, 0.99) for i, b in enumerate(betas) if i != 2)
+    stage.step(0)
+    tensors, meta = stage.state()
+    resumed, _, _ = _scratch_stage(clip, prepared, lpips, "joint", beta1=0.5, mapper_beta1=0.9)
+    resumed.load_state(tensors, meta)
+    assert [tuple(group["betas"]) for group in resumed.optimizer.param_groups] == betas
+    with pytest.raises(PVPError, match="scratch.mapper_beta1"):
+        FitConfig.from_dict({"scratch": {"mapper_beta1": 1.0}})

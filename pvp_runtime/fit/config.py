@@ -109,7 +109,11 @@ class ScratchPriorConfig:
     loss_resolution: int | None = None  # None: the generator's resolution
     pixel_loss: str = "mse"       # or "laplacian_l1" (see pixel_loss.py); weighted by l2_weight
     frame_sampling: str = "uniform"  # joint mode; "expressive": see scratch_prior.expressive_frame_weights
+    focus: float = 0.0            # joint mode: extra loss weight on what pose does not explain (expression_focus.py)
+    focus_neighbours: int = 8     # pose neighbours whose median stands for a frame's resting face
     lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
+    beta1: float = 0.0            # Adam's first-moment decay (StyleGAN's 0: no momentum)
+    mapper_beta1: float | None = None  # joint mode, the mappers' own; None: beta1 (see scratch_prior.py)
     lpips_weight: float = 1.0
     l2_weight: float = 1.0
     lpips_threshold: float = 0.0  # > 0: stop early once a pass's mean LPIPS is below it
@@ -250,6 +254,7 @@ class FitConfig:
         need(p.kmeans_restarts >= 1, "pivots.kmeans_restarts", "must be at least 1")
         for key in ("projector.steps", "projector.w_avg_samples", "projector.batch_size", "projector.lpips_resolution",
                     "pti.max_epochs", "pti.batch_size", "pti.locality_every", "scratch.steps", "scratch.batch_size",
+                    "scratch.focus_neighbours",
                     "mapper.batch_size", "mapper.hidden", "mapper.expression_layers", "eval.batch_size",
                     "checkpoint.every_steps"):
             need(_lookup(self, key) >= 1, key, "must be at least 1")
@@ -259,6 +264,8 @@ class FitConfig:
         need(s.frame_sampling in FRAME_SAMPLINGS, "scratch.frame_sampling",
              f"must be one of {', '.join(FRAME_SAMPLINGS)}")
         need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
+        need(0 <= s.beta1 < 1, "scratch.beta1", "must be in [0, 1)")
+        need(s.mapper_beta1 is None or 0 <= s.mapper_beta1 < 1, "scratch.mapper_beta1", "must be in [0, 1) or null")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
         for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr",
                     "mapper.lr",
@@ -266,7 +273,7 @@ class FitConfig:
             need(_lookup(self, key) > 0, key, "must be > 0")
         for key in ("pti.lpips_weight", "pti.l2_weight", "pti.locality_weight", "pti.locality_l2_weight",
                     "pti.locality_lpips_weight", "pti.lpips_threshold", "scratch.lpips_weight", "scratch.l2_weight",
-                    "scratch.pivot_weight",
+                    "scratch.pivot_weight", "scratch.focus",
                     "scratch.lpips_threshold", "mapper.mse_weight", "mapper.lpips_weight",
                     "mapper.regularizer_weight", "mapper.identity_weight", "mapper.expression_weight",
                     "mapper.pose_weight", "mapper.consistency_weight", "mapper.expression_perturbation_std",

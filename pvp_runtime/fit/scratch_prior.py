@@ -42,6 +42,7 @@ from ..model.pvp import PVPModel
 from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
+from .expression_focus import ExpressionFocus
 from .frame_roll import FrameRoll
 from .lpips import LPIPS, area_downsample
 from .matte_loss import MatteTerm, matte_groups, matte_loss
@@ -52,6 +53,7 @@ from .rng import derived_seed, step_generator
 from .stage import TrainingStage
 
 MODES = ("joint", "pivots")
+ADAM_BETA2 = 0.99
 
 
 def initial_codes(generator: Generator, count: int, seed: int, device) -> torch.Tensor:
@@ -112,16 +114,20 @@ class ScratchPriorStage(TrainingStage):
         if self.joint:
             mappers = [p.requires_grad_(True) for module in (model.pose_mapper, model.expression_mapper)
                        for p in module.parameters()]
-            groups.append({"params": mappers, "lr": config.mapper_lr})
+            mapper_beta1 = config.beta1 if config.mapper_beta1 is None else config.mapper_beta1
+            groups.append({"params": mappers, "lr": config.mapper_lr, "betas": (mapper_beta1, ADAM_BETA2)})
         groups += frame_roll.parameter_groups() + matte_groups(matte)
         for group in groups:
             group["initial_lr"] = group["lr"]
-        self.optimizer = torch.optim.Adam(groups, betas=(0.0, 0.99))
+        self.optimizer = torch.optim.Adam(groups, betas=(config.beta1, ADAM_BETA2))
         self.batch_size = min(config.batch_size, len(self.pivot_frames))
         self.loss_resolution = min(config.loss_resolution or clip.resolution, clip.resolution)
         self.pixel_loss = pixel_loss(config.pixel_loss)
         self.frame_weights = (expressive_frame_weights(model, self.channels[self.train_frames], layout)
                               if config.frame_sampling == "expressive" else None)
+        self.focus = (ExpressionFocus(clip, self.channels, layout, self.train_frames, config.focus,
+                                      config.focus_neighbours, seed, device)
+                      if self.joint and config.focus > 0 else None)
         self.total_steps = config.steps
         self.epoch_lpips_sum = 0.0
         self._converged = False
@@ -130,12 +136,13 @@ class ScratchPriorStage(TrainingStage):
     def converged(self) -> bool:
         return self._converged
 
-    def _image_loss(self, images: torch.Tensor, targets: torch.Tensor,
-                    roll: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+    def _image_loss(self, images: torch.Tensor, targets: torch.Tensor, roll: torch.Tensor,
+                    weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
         images, coverage = self.frame_roll(images, roll)
         size = self.loss_resolution
         small, small_targets = area_downsample(images, size), area_downsample(targets, size)
-        pixels = self.pixel_loss(small, small_targets, None if coverage is None else area_downsample(coverage, size))
+        pixels = self.pixel_loss(small, small_targets, None if coverage is None else area_downsample(coverage, size),
+                                 None if weights is None else area_downsample(weights, size))
         loss = self.config.l2_weight * pixels
         # LPIPS is skipped when nothing uses it: no weight and no stopping threshold.
         distance = None
@@ -166,7 +173,8 @@ class ScratchPriorStage(TrainingStage):
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
         ws, _ = self.model(inputs)
         images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
-        loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll)
+        weights = None if self.focus is None else self.focus.weights(frames)
+        loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll, weights)
         matte = matte_loss(self.matte, features, images, frames, self.loss_resolution, inputs.roll)
         if matte is not None:
             loss, losses["matte"] = loss + matte, matte.item()
