@@ -1,7 +1,7 @@
 """Does a fit follow its rig?  Fidelity of `pvp fit` on synthetic captures with ground truth.
 
     python benchmarks/bench_fidelity.py [--looks demo,ada,bao,cyd] [--seeds 1] \
-        [--config demo/fit_config.json] [--frames 720] [--size 128] [--expressions 50] [--gaze]
+        [--config demo/fit_config.json] [--frames 720] [--size 128] [--expressions 50] [--gaze] [--jobs 2]
 
 For each look (an identity of the procedural head, pvp_runtime/synthetic_head.py) and seed it
 writes a fresh capture the way an unseen one arrives (pass-through crops, no landmarks, no
@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -104,8 +105,9 @@ def truth_images(channels: np.ndarray, layout: ChannelLayout, look: str, size: i
 
 # --------------------------------------------------------------------------- the fit
 
-def run_fit(capture: Path, out: Path, config: Path, expressions: int, device: str) -> dict:
-    """`pvp fit` in a child process: its wall time and peak resident memory (wait4's rusage)."""
+def run_fit(capture: Path, out: Path, config: Path, expressions: int, device: str, threads: int | None) -> dict:
+    """`pvp fit` in a child process: its wall time and peak resident memory (wait4's rusage).
+    ``threads``: the child's torch/OpenMP threads (None: inherited)."""
     if (out / "report.json").exists():
         return json.loads((out / "bench_fit.json").read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,12 +116,13 @@ def run_fit(capture: Path, out: Path, config: Path, expressions: int, device: st
                "--expressions", str(expressions), "--device", device, "--overwrite"]
     began = time.monotonic()
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    child = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": path})
+    env = {**os.environ, "PYTHONPATH": path, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    child = subprocess.Popen(command, cwd=REPO, env=env)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.monotonic() - began
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"pvp fit failed on {capture} (exit {os.waitstatus_to_exitcode(status)})")
-    result = {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    result = {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "threads": threads}
     (out / "bench_fit.json").write_text(json.dumps(result))
     return result
 
@@ -234,7 +237,8 @@ def verdict(result: dict) -> list[str]:
 
 def print_result(name: str, result: dict) -> None:
     fit = result["fit"]
-    print(f"\n== {name}: fit {fit['seconds'] / 60:.1f} min, peak {fit['peak_rss_mb']:.0f} MB")
+    side_by_side = f" ({fit['threads']} thread(s), beside other fits)" if fit.get("threads") else ""
+    print(f"\n== {name}: fit {fit['seconds'] / 60:.1f} min{side_by_side}, peak {fit['peak_rss_mb']:.0f} MB")
     print(f"{'held-out':<26}{'PSNR':>8}{'SSIM':>8}{'PSNR e+m':>10}{'SSIM e+m':>10}")
     for method, v in result["held_out"].items():
         print(f"{method:<26}{v['psnr']:>8.2f}{v['ssim']:>8.4f}"
@@ -260,19 +264,34 @@ def main(argv=None) -> int:
     parser.add_argument("--gaze", action="store_true", help="the captures' eyes look around")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "fidelity")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="fits run side by side, each with cores/JOBS threads (fit times then include "
+                             "the contention)")
     args = parser.parse_args(argv)
-    results = {}
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    captures = {}
     for look in args.looks.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             name = f"{look.replace(':', '')}-s{seed}"
             capture = args.out / "captures" / f"{name}-{args.frames}f-{args.size}px-{args.expressions}e" \
                                              f"{'-gaze' if args.gaze else ''}"
-            layout, channels, landmarks = write_capture(capture, look, seed, args.frames, args.size,
-                                                        args.expressions, args.gaze)
+            captures[name] = (look, capture, write_capture(capture, look, seed, args.frames, args.size,
+                                                           args.expressions, args.gaze))
+
+    def fit(name):
+        _, capture, _ = captures[name]
+        return run_fit(capture, args.out / "fits" / f"{name}-{args.config.stem}", args.config, args.expressions,
+                       args.device, threads)
+
+    results = {}
+    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the fit processes
+        for name, fitted in zip(captures, pool.map(fit, captures)):  # in order, as each is ready
+            look, capture, (layout, channels, landmarks) = captures[name]
             out = args.out / "fits" / f"{name}-{args.config.stem}"
-            fit = run_fit(capture, out, args.config, args.expressions, args.device)
-            result = {"fit": fit, **score_fit(capture, out, layout, channels, landmarks, look, args.size,
-                                              args.device)}
+            result = {"fit": fitted, **score_fit(capture, out, layout, channels, landmarks, look, args.size,
+                                                 args.device)}
             result["failures"] = verdict(result)
             results[name] = result
             print_result(name, result)

@@ -400,3 +400,18 @@ def test_scratch_momentum_settings_reach_the_optimiser_and_survive_a_resume(clip
     assert [tuple(group["betas"]) for group in resumed.optimizer.param_groups] == betas
     with pytest.raises(PVPError, match="scratch.mapper_beta1"):
         FitConfig.from_dict({"scratch": {"mapper_beta1": 1.0}})
+
+
+def test_frame_codes_train_in_the_first_steps_then_drop_out_and_survive_a_resume(clip, prepared, lpips):
+    stage, _, model = _scratch_stage(clip, prepared, lpips, "joint", frame_codes=0.5)
+    assert stage.frame_codes.codes.shape == (18, model.expression_layers, 16)
+    first = stage.step(0)
+    assert "frame_codes" in first and torch.any(stage.frame_codes.codes != 0)
+    tensors, meta = stage.state()
+    resumed, _, _ = _scratch_stage(clip, prepared, lpips, "joint", frame_codes=0.5)
+    resumed.load_state(tensors, meta)
+    assert torch.equal(resumed.frame_codes.codes, stage.frame_codes.codes)
+    before = stage.frame_codes.codes.clone()
+    late = stage.step(stage.total_steps - 1)  # past the coded fraction: the mappers alone
+    assert "frame_codes" not in late and torch.equal(stage.frame_codes.codes, before)
+    assert _scratch_stage(clip, prepared, lpips, "joint")[0].frame_codes is None

@@ -43,6 +43,7 @@ from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
 from .expression_focus import ExpressionFocus
+from .frame_codes import FrameCodes
 from .frame_roll import FrameRoll
 from .lpips import LPIPS, area_downsample
 from .matte_loss import MatteTerm, matte_groups, matte_loss
@@ -116,6 +117,10 @@ class ScratchPriorStage(TrainingStage):
                        for p in module.parameters()]
             mapper_beta1 = config.beta1 if config.mapper_beta1 is None else config.mapper_beta1
             groups.append({"params": mappers, "lr": config.mapper_lr, "betas": (mapper_beta1, ADAM_BETA2)})
+        self.frame_codes = None
+        if self.joint and config.frame_codes > 0:
+            self.frame_codes = FrameCodes(self.train_frames, model.expression_layers, generator.config.w_dim, device)
+            groups.append({"params": list(self.frame_codes.parameters()), "lr": config.code_lr})
         groups += frame_roll.parameter_groups() + matte_groups(matte)
         for group in groups:
             group["initial_lr"] = group["lr"]
@@ -171,10 +176,15 @@ class ScratchPriorStage(TrainingStage):
             chosen = torch.multinomial(self.frame_weights, self.config.batch_size, replacement=True, generator=gen)
         frames = self.train_frames[chosen.numpy()]
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
-        ws, _ = self.model(inputs)
+        ws, terms = self.model(inputs)
+        coded = self.frame_codes is not None and index < self.config.frame_codes * self.total_steps
+        if coded:
+            ws, code_loss = self.frame_codes.apply(ws, terms["delta"], frames)
         images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
         weights = None if self.focus is None else self.focus.weights(frames)
         loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll, weights)
+        if coded:
+            loss, losses["frame_codes"] = loss + code_loss, code_loss.item()
         matte = matte_loss(self.matte, features, images, frames, self.loss_resolution, inputs.roll)
         if matte is not None:
             loss, losses["matte"] = loss + matte, matte.item()
@@ -218,11 +228,16 @@ class ScratchPriorStage(TrainingStage):
 
     def state(self):
         tensors, optimizer_meta = optimizer_tensors(self.optimizer, "optimizer")
+        if self.frame_codes is not None:
+            tensors["frame_codes"] = self.frame_codes.codes.detach().clone()
         return tensors, {"optimizer": optimizer_meta, "epoch_lpips_sum": self.epoch_lpips_sum,
                          "converged": self._converged}
 
     def load_state(self, tensors, meta):
         load_optimizer(self.optimizer, tensors, meta["optimizer"], "optimizer")
+        if self.frame_codes is not None:
+            with torch.no_grad():
+                self.frame_codes.codes.copy_(tensors["frame_codes"])
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         self.epoch_lpips_sum = meta["epoch_lpips_sum"]
