@@ -151,6 +151,7 @@ class MapperTrainingConfig:
     # swept expression's change fell outside the region the expression moves).  One direction
     # per input and layer must serve every occurrence, so it learns what they share.
     expression_linear: bool = False
+    expression_pose_coupled: bool = False  # the expression mapper also reads its inputs times pitch and yaw
 
 
 @dataclass
