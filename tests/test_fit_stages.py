@@ -415,3 +415,20 @@ def test_frame_codes_train_in_the_first_steps_then_drop_out_and_survive_a_resume
     late = stage.step(stage.total_steps - 1)  # past the coded fraction: the mappers alone
     assert "frame_codes" not in late and torch.equal(stage.frame_codes.codes, before)
     assert _scratch_stage(clip, prepared, lpips, "joint")[0].frame_codes is None
+
+
+def test_pose_curriculum_starts_near_the_usual_pose_and_widens_to_every_frame(clip, prepared, lpips):
+    from pvp_runtime.fit.scratch_prior import curriculum_weights
+
+    distances = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    first = curriculum_weights(distances, 0, 100, 0.5)
+    later = curriculum_weights(distances, 40, 100, 0.5)
+    assert torch.all(first[1:] < first[:-1]) and first[3] < 1e-3 * first[0]
+    assert torch.all(later >= first) and later[3] > 0.4
+    assert curriculum_weights(distances, 50, 100, 0.5) is None
+    stage, _, _ = _scratch_stage(clip, prepared, lpips, "joint", pose_curriculum=0.5)
+    assert stage.pose_distances is not None and len(stage.pose_distances) == len(stage.train_frames)
+    assert np.isfinite(stage.step(0)["total"])
+    assert _scratch_stage(clip, prepared, lpips, "joint")[0].pose_distances is None
+    with pytest.raises(PVPError, match="scratch.pose_curriculum"):
+        FitConfig.from_dict({"scratch": {"pose_curriculum": 1.0}})

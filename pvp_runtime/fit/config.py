@@ -111,6 +111,7 @@ class ScratchPriorConfig:
     frame_sampling: str = "uniform"  # joint mode; "expressive": see scratch_prior.expressive_frame_weights
     focus: float = 0.0            # joint mode: extra loss weight on what pose does not explain (expression_focus.py)
     focus_neighbours: int = 8     # pose neighbours whose median stands for a frame's resting face
+    pose_curriculum: float = 0.0  # joint mode: fraction of the steps that widen from frontal-ish frames to all
     frame_codes: float = 0.0      # joint mode: fraction of the steps with per-frame free codes (frame_codes.py)
     lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
     beta1: float = 0.0            # Adam's first-moment decay (StyleGAN's 0: no momentum)
@@ -268,6 +269,7 @@ class FitConfig:
         need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
         need(0 <= s.beta1 < 1, "scratch.beta1", "must be in [0, 1)")
         need(0 <= s.frame_codes < 1, "scratch.frame_codes", "must be in [0, 1)")
+        need(0 <= s.pose_curriculum < 1, "scratch.pose_curriculum", "must be in [0, 1)")
         need(s.mapper_beta1 is None or 0 <= s.mapper_beta1 < 1, "scratch.mapper_beta1", "must be in [0, 1) or null")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
         for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr",

@@ -48,6 +48,7 @@ from .frame_roll import FrameRoll
 from .lpips import LPIPS, area_downsample
 from .matte_loss import MatteTerm, matte_groups, matte_loss
 from .prepared import PreparedClip
+from .pivots import head_pose_features
 from .pixel_loss import pixel_loss
 from .pti import epoch_batch
 from .rng import derived_seed, step_generator
@@ -76,6 +77,28 @@ def expressive_frame_weights(model: PVPModel, channels: np.ndarray, layout: Chan
     standardized = (inputs[:, moving] - inputs[:, moving].median(dim=0).values) / std[moving]
     energy = standardized.square().sum(dim=1) if moving.any() else torch.zeros(len(inputs))
     return 1.0 + energy / energy.mean().clamp(min=1e-12)
+
+
+CURRICULUM_START_SIGMA = 0.5  # standardised head-pose units: about the central third of the clip's poses
+
+
+def pose_distances(channels: np.ndarray, layout: ChannelLayout) -> torch.Tensor:
+    """Each frame's distance from the clip's median head pose, in standardised yaw/pitch/roll."""
+    features, _ = head_pose_features(channels, layout)
+    return torch.from_numpy(np.sqrt(((features - np.median(features, axis=0)) ** 2).sum(axis=1))).float()
+
+
+def curriculum_weights(distances: torch.Tensor, step: int, total: int, fraction: float) -> torch.Tensor | None:
+    """Sampling weights ``exp(-d^2 / 2 sigma^2)``, sigma widening from CURRICULUM_START_SIGMA to
+    infinity over the first ``fraction`` of the steps; None (uniform) after that.  Why: with the head
+    held still the scratch prior learns expressions (fixed-head capture, bench_fidelity.py) and with
+    the head turning it learns pose first and expressions hardly at all; frames near the clip's usual
+    pose give the generator a stretch of nearly still head to learn faces on before it must turn them."""
+    end = fraction * total
+    if step >= end:
+        return None
+    sigma = CURRICULUM_START_SIGMA / max(1.0 - step / end, 1e-6)
+    return torch.exp(-0.5 * (distances / sigma) ** 2).clamp(min=1e-12)
 
 
 def cosine_rampdown(step: int, total: int, fraction: float) -> float:
@@ -130,6 +153,8 @@ class ScratchPriorStage(TrainingStage):
         self.pixel_loss = pixel_loss(config.pixel_loss)
         self.frame_weights = (expressive_frame_weights(model, self.channels[self.train_frames], layout)
                               if config.frame_sampling == "expressive" else None)
+        self.pose_distances = (pose_distances(self.channels[self.train_frames], layout)
+                               if self.joint and config.pose_curriculum > 0 else None)
         self.focus = (ExpressionFocus(clip, self.channels, layout, self.train_frames, config.focus,
                                       config.focus_neighbours, seed, device)
                       if self.joint and config.focus > 0 else None)
@@ -170,10 +195,15 @@ class ScratchPriorStage(TrainingStage):
 
     def _frame_batch(self, index: int) -> tuple[torch.Tensor, dict]:
         gen = step_generator(self.seed, self.name, index)
-        if self.frame_weights is None:
+        weights = self.frame_weights
+        if self.pose_distances is not None:
+            early = curriculum_weights(self.pose_distances, index, self.total_steps, self.config.pose_curriculum)
+            if early is not None:
+                weights = early if weights is None else weights * early
+        if weights is None:
             chosen = torch.randint(len(self.train_frames), (self.config.batch_size,), generator=gen)
         else:
-            chosen = torch.multinomial(self.frame_weights, self.config.batch_size, replacement=True, generator=gen)
+            chosen = torch.multinomial(weights, self.config.batch_size, replacement=True, generator=gen)
         frames = self.train_frames[chosen.numpy()]
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
         ws, terms = self.model(inputs)
