@@ -378,16 +378,6 @@ def test_unknown_frame_sampling_is_a_config_error():
         FitConfig.from_dict({"scratch": {"frame_sampling": "sometimes"}})
 
 
-def test_focus_weights_the_joint_stage_loss(clip, prepared, lpips):
-    """With ``scratch.focus`` the joint stage weights its frame loss (and only then)."""
-    plain, _, _ = _scratch_stage(clip, prepared, lpips, "joint")
-    focused, _, _ = _scratch_stage(clip, prepared, lpips, "joint", focus=8.0, focus_neighbours=4)
-    assert plain.focus is None and focused.focus is not None
-    assert focused.focus.neighbours.shape == (len(focused.train_frames), 4)
-    first = focused.step(0)
-    assert np.isfinite(first["total"]) and first["pixel"] != plain.step(0)["pixel"]
-    assert _scratch_stage(clip, prepared, lpips, "pivots", focus=8.0)[0].focus is None
-
 
 def test_scratch_momentum_settings_reach_the_optimiser_and_survive_a_resume(clip, prepared, lpips):
     stage, _, _ = _scratch_stage(clip, prepared, lpips, "joint", beta1=0.5, mapper_beta1=0.9)
@@ -401,20 +391,6 @@ def test_scratch_momentum_settings_reach_the_optimiser_and_survive_a_resume(clip
     with pytest.raises(PVPError, match="scratch.mapper_beta1"):
         FitConfig.from_dict({"scratch": {"mapper_beta1": 1.0}})
 
-
-def test_frame_codes_train_in_the_first_steps_then_drop_out_and_survive_a_resume(clip, prepared, lpips):
-    stage, _, model = _scratch_stage(clip, prepared, lpips, "joint", frame_codes=0.5)
-    assert stage.frame_codes.codes.shape == (18, model.expression_layers, 16)
-    first = stage.step(0)
-    assert "frame_codes" in first and torch.any(stage.frame_codes.codes != 0)
-    tensors, meta = stage.state()
-    resumed, _, _ = _scratch_stage(clip, prepared, lpips, "joint", frame_codes=0.5)
-    resumed.load_state(tensors, meta)
-    assert torch.equal(resumed.frame_codes.codes, stage.frame_codes.codes)
-    before = stage.frame_codes.codes.clone()
-    late = stage.step(stage.total_steps - 1)  # past the coded fraction: the mappers alone
-    assert "frame_codes" not in late and torch.equal(stage.frame_codes.codes, before)
-    assert _scratch_stage(clip, prepared, lpips, "joint")[0].frame_codes is None
 
 
 def test_pose_curriculum_starts_near_the_usual_pose_and_widens_to_every_frame(clip, prepared, lpips):

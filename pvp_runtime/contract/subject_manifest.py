@@ -68,7 +68,6 @@ MAPPER_BOUNDS = {
     "num_pivots": Bound(1, 2048), "num_expressions": Bound(1, MAX_EXPRESSIONS), "hidden": Bound(1, 4096),
     "beta": Bound(0, 10, "real"), "expression_layers": Bound(1, 32), "gaze": Bound(kind="flag"),
     "standardized": Bound(kind="flag"), "expression_linear": Bound(kind="flag"),
-    "expression_pose_coupled": Bound(kind="flag"),
 }
 # The matte head (model/matte.py): it reads the generator's channels at its output resolution.
 MATTE_BOUNDS = {"in_channels": Bound(1, 1024), "resolution": Bound(8, 2048), "hidden": Bound(1, 256)}

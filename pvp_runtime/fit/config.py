@@ -109,10 +109,7 @@ class ScratchPriorConfig:
     loss_resolution: int | None = None  # None: the generator's resolution
     pixel_loss: str = "mse"       # or "laplacian_l1" (see pixel_loss.py); weighted by l2_weight
     frame_sampling: str = "uniform"  # joint mode; "expressive": see scratch_prior.expressive_frame_weights
-    focus: float = 0.0            # joint mode: extra loss weight on what pose does not explain (expression_focus.py)
-    focus_neighbours: int = 8     # pose neighbours whose median stands for a frame's resting face
     pose_curriculum: float = 0.0  # joint mode: fraction of the steps that widen from frontal-ish frames to all
-    frame_codes: float = 0.0      # joint mode: fraction of the steps with per-frame free codes (frame_codes.py)
     lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
     beta1: float = 0.0            # Adam's first-moment decay (StyleGAN's 0: no momentum)
     mapper_beta1: float | None = None  # joint mode, the mappers' own; None: beta1 (see scratch_prior.py)
@@ -152,7 +149,6 @@ class MapperTrainingConfig:
     # swept expression's change fell outside the region the expression moves).  One direction
     # per input and layer must serve every occurrence, so it learns what they share.
     expression_linear: bool = False
-    expression_pose_coupled: bool = False  # the expression mapper also reads its inputs times pitch and yaw
 
 
 @dataclass
@@ -257,7 +253,6 @@ class FitConfig:
         need(p.kmeans_restarts >= 1, "pivots.kmeans_restarts", "must be at least 1")
         for key in ("projector.steps", "projector.w_avg_samples", "projector.batch_size", "projector.lpips_resolution",
                     "pti.max_epochs", "pti.batch_size", "pti.locality_every", "scratch.steps", "scratch.batch_size",
-                    "scratch.focus_neighbours",
                     "mapper.batch_size", "mapper.hidden", "mapper.expression_layers", "eval.batch_size",
                     "checkpoint.every_steps"):
             need(_lookup(self, key) >= 1, key, "must be at least 1")
@@ -268,7 +263,6 @@ class FitConfig:
              f"must be one of {', '.join(FRAME_SAMPLINGS)}")
         need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
         need(0 <= s.beta1 < 1, "scratch.beta1", "must be in [0, 1)")
-        need(0 <= s.frame_codes < 1, "scratch.frame_codes", "must be in [0, 1)")
         need(0 <= s.pose_curriculum < 1, "scratch.pose_curriculum", "must be in [0, 1)")
         need(s.mapper_beta1 is None or 0 <= s.mapper_beta1 < 1, "scratch.mapper_beta1", "must be in [0, 1) or null")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
@@ -278,7 +272,7 @@ class FitConfig:
             need(_lookup(self, key) > 0, key, "must be > 0")
         for key in ("pti.lpips_weight", "pti.l2_weight", "pti.locality_weight", "pti.locality_l2_weight",
                     "pti.locality_lpips_weight", "pti.lpips_threshold", "scratch.lpips_weight", "scratch.l2_weight",
-                    "scratch.pivot_weight", "scratch.focus",
+                    "scratch.pivot_weight",
                     "scratch.lpips_threshold", "mapper.mse_weight", "mapper.lpips_weight",
                     "mapper.regularizer_weight", "mapper.identity_weight", "mapper.expression_weight",
                     "mapper.pose_weight", "mapper.consistency_weight", "mapper.expression_perturbation_std",

@@ -1,8 +1,7 @@
 """Pixel reconstruction losses of the scratch prior: ``mse`` and ``laplacian_l1``.
 
 Both ignore the pixels a rolled render does not cover (``coverage`` from
-frame_roll.py; None: every pixel counts) and take optional per-pixel ``weights``
-(expression_focus.py): the loss is then the weighted mean.
+frame_roll.py; None: every pixel counts).
 
 ``laplacian_l1`` is the mean absolute error of each level of a Laplacian pyramid
 of the difference, summed over levels, so every octave of detail weighs the same
@@ -30,33 +29,22 @@ def _masked_difference(images: torch.Tensor, targets: torch.Tensor, coverage: to
     return (images - targets * coverage) * coverage
 
 
-def _pixel_weights(images: torch.Tensor, coverage: torch.Tensor | None,
-                   weights: torch.Tensor | None) -> torch.Tensor:
-    """``[B, 1, H, W]``: coverage times weights (ones where either is None)."""
-    weight = torch.ones_like(images[:, :1]) if coverage is None else coverage
-    return weight if weights is None else weight * weights
-
-
-def covered_mse(images: torch.Tensor, targets: torch.Tensor, coverage: torch.Tensor | None,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
-    """(Weighted) mean squared error where the (rolled) render covers the crop."""
-    if coverage is None and weights is None:
+def covered_mse(images: torch.Tensor, targets: torch.Tensor, coverage: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error where the (rolled) render covers the crop."""
+    if coverage is None:
         return F.mse_loss(images, targets)
-    weight = _pixel_weights(images, coverage, weights)
-    covered_targets = targets if coverage is None else targets * coverage
-    squared = (images - covered_targets).square() * weight
-    return squared.sum() / (weight.sum() * images.shape[1]).clamp(min=1e-8)
+    squared = (images - targets * coverage).square() * coverage
+    return squared.sum() / (coverage.sum() * images.shape[1]).clamp(min=1.0)
 
 
-def laplacian_l1(images: torch.Tensor, targets: torch.Tensor, coverage: torch.Tensor | None,
-                 weights: torch.Tensor | None = None) -> torch.Tensor:
+def laplacian_l1(images: torch.Tensor, targets: torch.Tensor, coverage: torch.Tensor | None) -> torch.Tensor:
     """Sum over pyramid levels of the covered mean |level of (images - targets)|.
 
     The pyramid is linear, so the pyramid of the difference is the difference of
     the pyramids; coverage is box-filtered alongside to normalise each level.
     """
     difference = _masked_difference(images, targets, coverage)
-    weight = _pixel_weights(images, coverage, weights)
+    weight = torch.ones_like(images[:, :1]) if coverage is None else coverage
     total = images.new_zeros(())
     while True:
         coarse_ok = difference.shape[-1] // 2 >= COARSEST_LEVEL
@@ -65,7 +53,7 @@ def laplacian_l1(images: torch.Tensor, targets: torch.Tensor, coverage: torch.Te
             level = difference - F.interpolate(down, scale_factor=2, mode="bilinear", align_corners=False)
         else:
             level = difference
-        total = total + (level.abs() * weight).sum() / (weight.sum() * images.shape[1]).clamp(min=1e-8)
+        total = total + (level.abs() * weight).sum() / (weight.sum() * images.shape[1]).clamp(min=1.0)
         if not coarse_ok:
             return total
         difference, weight = down, F.avg_pool2d(weight, 2)

@@ -42,8 +42,6 @@ from ..model.pvp import PVPModel
 from ..model.stylegan2 import Generator
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
-from .expression_focus import ExpressionFocus
-from .frame_codes import FrameCodes
 from .frame_roll import FrameRoll
 from .lpips import LPIPS, area_downsample
 from .matte_loss import MatteTerm, matte_groups, matte_loss
@@ -140,10 +138,6 @@ class ScratchPriorStage(TrainingStage):
                        for p in module.parameters()]
             mapper_beta1 = config.beta1 if config.mapper_beta1 is None else config.mapper_beta1
             groups.append({"params": mappers, "lr": config.mapper_lr, "betas": (mapper_beta1, ADAM_BETA2)})
-        self.frame_codes = None
-        if self.joint and config.frame_codes > 0:
-            self.frame_codes = FrameCodes(self.train_frames, model.expression_layers, generator.config.w_dim, device)
-            groups.append({"params": list(self.frame_codes.parameters()), "lr": config.code_lr})
         groups += frame_roll.parameter_groups() + matte_groups(matte)
         for group in groups:
             group["initial_lr"] = group["lr"]
@@ -155,9 +149,6 @@ class ScratchPriorStage(TrainingStage):
                               if config.frame_sampling == "expressive" else None)
         self.pose_distances = (pose_distances(self.channels[self.train_frames], layout)
                                if self.joint and config.pose_curriculum > 0 else None)
-        self.focus = (ExpressionFocus(clip, self.channels, layout, self.train_frames, config.focus,
-                                      config.focus_neighbours, seed, device)
-                      if self.joint and config.focus > 0 else None)
         self.total_steps = config.steps
         self.epoch_lpips_sum = 0.0
         self._converged = False
@@ -166,13 +157,12 @@ class ScratchPriorStage(TrainingStage):
     def converged(self) -> bool:
         return self._converged
 
-    def _image_loss(self, images: torch.Tensor, targets: torch.Tensor, roll: torch.Tensor,
-                    weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+    def _image_loss(self, images: torch.Tensor, targets: torch.Tensor,
+                    roll: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
         images, coverage = self.frame_roll(images, roll)
         size = self.loss_resolution
         small, small_targets = area_downsample(images, size), area_downsample(targets, size)
-        pixels = self.pixel_loss(small, small_targets, None if coverage is None else area_downsample(coverage, size),
-                                 None if weights is None else area_downsample(weights, size))
+        pixels = self.pixel_loss(small, small_targets, None if coverage is None else area_downsample(coverage, size))
         loss = self.config.l2_weight * pixels
         # LPIPS is skipped when nothing uses it: no weight and no stopping threshold.
         distance = None
@@ -206,15 +196,9 @@ class ScratchPriorStage(TrainingStage):
             chosen = torch.multinomial(weights, self.config.batch_size, replacement=True, generator=gen)
         frames = self.train_frames[chosen.numpy()]
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
-        ws, terms = self.model(inputs)
-        coded = self.frame_codes is not None and index < self.config.frame_codes * self.total_steps
-        if coded:
-            ws, code_loss = self.frame_codes.apply(ws, terms["delta"], frames)
+        ws, _ = self.model(inputs)
         images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
-        weights = None if self.focus is None else self.focus.weights(frames)
-        loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll, weights)
-        if coded:
-            loss, losses["frame_codes"] = loss + code_loss, code_loss.item()
+        loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll)
         matte = matte_loss(self.matte, features, images, frames, self.loss_resolution, inputs.roll)
         if matte is not None:
             loss, losses["matte"] = loss + matte, matte.item()
@@ -258,16 +242,11 @@ class ScratchPriorStage(TrainingStage):
 
     def state(self):
         tensors, optimizer_meta = optimizer_tensors(self.optimizer, "optimizer")
-        if self.frame_codes is not None:
-            tensors["frame_codes"] = self.frame_codes.codes.detach().clone()
         return tensors, {"optimizer": optimizer_meta, "epoch_lpips_sum": self.epoch_lpips_sum,
                          "converged": self._converged}
 
     def load_state(self, tensors, meta):
         load_optimizer(self.optimizer, tensors, meta["optimizer"], "optimizer")
-        if self.frame_codes is not None:
-            with torch.no_grad():
-                self.frame_codes.codes.copy_(tensors["frame_codes"])
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         self.epoch_lpips_sum = meta["epoch_lpips_sum"]

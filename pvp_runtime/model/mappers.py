@@ -70,10 +70,10 @@ class PoseMapper(nn.Module):
 
 class ExpressionMapper(nn.Module):
     def __init__(self, num_expressions: int, w_dim: int, num_layers: int = DEFAULT_EXPRESSION_LAYERS,
-                 hidden: int = DEFAULT_HIDDEN, gaze: bool = False, linear: bool = False, input_copies: int = 1):
+                 hidden: int = DEFAULT_HIDDEN, gaze: bool = False, linear: bool = False):
         super().__init__()
         self.num_layers = num_layers
-        inputs = (JAW_INPUTS + num_expressions + (GAZE_INPUTS if gaze else 0)) * input_copies
+        inputs = JAW_INPUTS + num_expressions + (GAZE_INPUTS if gaze else 0)
         self.layers = nn.ModuleList(_mlp(inputs, 0 if linear else hidden, w_dim) for _ in range(num_layers))
 
     def forward(self, jaw_and_expression: torch.Tensor) -> torch.Tensor:

@@ -33,9 +33,6 @@ class MapperConfig:
     # No hidden layer in the expression mapper (mappers.py); see fit/config.py for why a scratch
     # prior uses it.
     expression_linear: bool = False
-    # The expression mapper also reads each input times head pitch and yaw (our option for the
-    # scratch prior): a W+ direction may then depend on the pose, as a scratch generator's needs to.
-    expression_pose_coupled: bool = False
 
     def __post_init__(self):
         if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
@@ -68,14 +65,6 @@ class MapperInputs:
         return cls(as_tensor(angles[:, [1, 0]]), as_tensor(np.concatenate(parts, axis=1)), as_tensor(angles[:, 2]))
 
 
-POSE_COUPLINGS = 3  # each input alone, times pitch, times yaw
-
-
-def pose_coupled(values: torch.Tensor, pitch_yaw: torch.Tensor) -> torch.Tensor:
-    """``[B, 3 * n]``: the inputs, then each times pitch, then each times yaw (radians)."""
-    return torch.cat([values, values * pitch_yaw[:, :1], values * pitch_yaw[:, 1:2]], dim=1)
-
-
 class PVPModel(nn.Module):
     def __init__(self, config: MapperConfig, num_ws: int, w_dim: int):
         super().__init__()
@@ -85,8 +74,7 @@ class PVPModel(nn.Module):
         self.pivots = nn.Parameter(torch.zeros(config.num_pivots, num_ws, w_dim), requires_grad=False)
         self.pose_mapper = PoseMapper(config.num_pivots, config.hidden, config.beta)
         self.expression_mapper = ExpressionMapper(config.num_expressions, w_dim, self.expression_layers,
-                                                  config.hidden, config.gaze, config.expression_linear,
-                                                  POSE_COUPLINGS if config.expression_pose_coupled else 1)
+                                                  config.hidden, config.gaze, config.expression_linear)
         if config.standardized:
             inputs = JAW_INPUTS + config.num_expressions + (GAZE_INPUTS if config.gaze else 0)
             self.register_buffer("expression_input_mean", torch.zeros(inputs))
@@ -113,8 +101,6 @@ class PVPModel(nn.Module):
         jaw_expression = inputs.jaw_expression
         if self.config.standardized:
             jaw_expression = (jaw_expression - self.expression_input_mean) * self.expression_input_scale
-        if self.config.expression_pose_coupled:
-            jaw_expression = pose_coupled(jaw_expression, inputs.pitch_yaw)
         delta = self.expression_mapper(jaw_expression)
         ws = torch.cat([w_pose[:, :self.expression_layers] + delta, w_pose[:, self.expression_layers:]], dim=1)
         return ws, {"weights": weights, "residual": residual, "delta": delta}
