@@ -393,6 +393,24 @@ def test_scratch_momentum_settings_reach_the_optimiser_and_survive_a_resume(clip
 
 
 
+def test_coarse_steps_train_at_half_resolution_and_leave_the_last_block_alone(clip, prepared, lpips, caplog):
+    stage, generator, _ = _scratch_stage(clip, prepared, lpips, "joint", coarse_fraction=0.5)
+    assert stage.coarse_steps == 9 and stage.coarse_resolution == 16
+    last = copy.deepcopy(generator.synthesis.b32.state_dict())
+    earlier = generator.synthesis.b16.conv1.weight.detach().clone()
+    for index in range(9):
+        assert np.isfinite(stage.step(index)["total"])
+    assert all(torch.equal(value, generator.synthesis.b32.state_dict()[key]) for key, value in last.items())
+    assert not torch.equal(earlier, generator.synthesis.b16.conv1.weight)
+    with caplog.at_level("INFO"):
+        stage.step(9)
+    assert "coarse steps done" in caplog.text
+    assert not torch.equal(last["conv1.weight"], generator.synthesis.b32.conv1.weight)
+    assert _scratch_stage(clip, prepared, lpips, "joint")[0].coarse_steps == 0
+    with pytest.raises(PVPError, match="scratch.coarse_fraction"):
+        FitConfig.from_dict({"scratch": {"coarse_fraction": 1.0}})
+
+
 def test_pose_curriculum_starts_near_the_usual_pose_and_widens_to_every_frame(clip, prepared, lpips):
     from pvp_runtime.fit.scratch_prior import curriculum_weights
 

@@ -166,3 +166,20 @@ def test_tuning_path_gives_the_inference_result_and_gradients(batch):
         inferred = layer(x.detach(), w)
     assert torch.allclose(tuned, inferred, atol=1e-6) and tuned.abs().max() <= 0.3
     assert x.grad is not None and layer.weight.grad.abs().sum() > 0 and layer.noise_strength.grad != 0
+
+
+def test_synthesis_can_stop_at_a_coarser_block():
+    config = tiny_config(32, width=16)
+    gen = Generator(config).eval()
+    ws = torch.randn(2, config.num_ws, config.w_dim)
+    full = gen.synthesis(ws)
+    torch.testing.assert_close(gen.synthesis(ws, max_resolution=32), full)
+    coarse, features = gen.synthesis(ws, max_resolution=16, return_features=True)
+    assert coarse.shape == (2, 3, 16, 16) and features.shape[-1] == 16
+    # The full image is the coarse skip sum, upsampled, plus the last block's ToRGB: stopping
+    # early must not change what the earlier blocks compute.
+    changed = ws.clone()
+    changed[:, -1] += 1.0  # the last block's ToRGB latent
+    torch.testing.assert_close(gen.synthesis(changed, max_resolution=16), coarse)
+    with pytest.raises(ValueError, match="max_resolution"):
+        gen.synthesis(ws, max_resolution=24)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..contract.atomic_files import write_text_atomically
 from ..contract.errors import PVPError
+from ..model.pvp import EXPRESSION_CENTERS
 from .pixel_loss import PIXEL_LOSSES
 
 LPIPS_NETS = ("vgg", "alex")
@@ -110,6 +111,7 @@ class ScratchPriorConfig:
     pixel_loss: str = "mse"       # or "laplacian_l1" (see pixel_loss.py); weighted by l2_weight
     frame_sampling: str = "uniform"  # joint mode; "expressive": see scratch_prior.expressive_frame_weights
     pose_curriculum: float = 0.0  # joint mode: fraction of the steps that widen from frontal-ish frames to all
+    coarse_fraction: float = 0.0  # fraction of the steps trained at half resolution first (scratch_prior.py)
     lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
     beta1: float = 0.0            # Adam's first-moment decay (StyleGAN's 0: no momentum)
     mapper_beta1: float | None = None  # joint mode, the mappers' own; None: beta1 (see scratch_prior.py)
@@ -149,6 +151,8 @@ class MapperTrainingConfig:
     # swept expression's change fell outside the region the expression moves).  One direction
     # per input and layer must serve every occurrence, so it learns what they share.
     expression_linear: bool = False
+    # "mean" or "median": where the expression mapper's standardised inputs are zero (model/pvp.py).
+    expression_center: str = "mean"
 
 
 @dataclass
@@ -264,6 +268,7 @@ class FitConfig:
         need(0 <= s.lr_rampdown <= 1, "scratch.lr_rampdown", "must be in [0, 1]")
         need(0 <= s.beta1 < 1, "scratch.beta1", "must be in [0, 1)")
         need(0 <= s.pose_curriculum < 1, "scratch.pose_curriculum", "must be in [0, 1)")
+        need(0 <= s.coarse_fraction < 1, "scratch.coarse_fraction", "must be in [0, 1)")
         need(s.mapper_beta1 is None or 0 <= s.mapper_beta1 < 1, "scratch.mapper_beta1", "must be in [0, 1) or null")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
         for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr",
@@ -286,6 +291,8 @@ class FitConfig:
         need(m.loss_resolution is None or m.loss_resolution >= 8, "mapper.loss_resolution", "must be >= 8 or null")
         need(m.tune_generator in TUNE_GENERATOR_CHOICES, "mapper.tune_generator",
              f"must be one of {', '.join(TUNE_GENERATOR_CHOICES)}")
+        need(m.expression_center in EXPRESSION_CENTERS, "mapper.expression_center",
+             f"must be one of {', '.join(EXPRESSION_CENTERS)}")
         need(k.dilation >= 1 and k.dilation % 2 == 1, "mask.dilation", "must be an odd number >= 1")
         need(k.blur >= 1 and k.blur % 2 == 1, "mask.blur", "must be an odd number >= 1")
         need(k.reference_resolution >= 8, "mask.reference_resolution", "must be >= 8")

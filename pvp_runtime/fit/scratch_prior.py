@@ -26,12 +26,22 @@ weights.  Two modes (``scratch.mode``):
     the mappers afterwards (with the generator tuned in stage 2).  Kept to
     measure against; see ``benchmarks/bench_fidelity.py``.
 
+Coarse to fine (``scratch.coarse_fraction``, our option): the first part of the steps skips
+the generator's last block and compares its half-resolution image, upsampled as the skip path
+upsamples it (the full render without the last block's contribution).  At the scratch prior's constant
+width that block holds about three quarters of the work, so each of those steps costs about a
+quarter, and a fit gets several times the steps in the same time: steps are what expressions
+need most (docs/architecture.md).  The last block then learns the finest octave on top of a
+generator that already follows the rig (as in progressive growing, Karras et al. 2018, without
+the fade-in: StyleGAN2's skip ToRGBs already add that octave to an upsampled image).
+
 There is no locality regulariser in either mode: there is no prior to keep.
 Nothing here knows faces in general: quality is bounded by the clip itself.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -39,7 +49,7 @@ import torch
 
 from ..contract.channels import ChannelLayout
 from ..model.pvp import PVPModel
-from ..model.stylegan2 import Generator
+from ..model.stylegan2 import Generator, upsample_2x
 from .checkpoint import load_optimizer, optimizer_tensors
 from .config import ScratchPriorConfig
 from .frame_roll import FrameRoll
@@ -51,6 +61,8 @@ from .pixel_loss import pixel_loss
 from .pti import epoch_batch
 from .rng import derived_seed, step_generator
 from .stage import TrainingStage
+
+log = logging.getLogger(__name__)
 
 MODES = ("joint", "pivots")
 ADAM_BETA2 = 0.99
@@ -150,12 +162,29 @@ class ScratchPriorStage(TrainingStage):
         self.pose_distances = (pose_distances(self.channels[self.train_frames], layout)
                                if self.joint and config.pose_curriculum > 0 else None)
         self.total_steps = config.steps
+        self.coarse_steps = round(config.coarse_fraction * config.steps) if clip.resolution >= 16 else 0
+        self.coarse_resolution = clip.resolution // 2
         self.epoch_lpips_sum = 0.0
         self._converged = False
 
     @property
     def converged(self) -> bool:
         return self._converged
+
+    def _render(self, ws: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(images, last features, coarse?): half resolution during the coarse steps."""
+        coarse = index < self.coarse_steps
+        images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True,
+                                                    max_resolution=self.coarse_resolution if coarse else None)
+        if coarse:
+            # Upsampled as the skip path upsamples it: exactly the full render without the last
+            # block's contribution, so every loss runs unchanged at full resolution.
+            images = upsample_2x(images)
+        return images, features, coarse
+
+    def _matte_loss(self, features, images, frames, roll, coarse: bool) -> torch.Tensor | None:
+        # The matte head reads the last block's features, which a coarse step does not compute.
+        return None if coarse else matte_loss(self.matte, features, images, frames, self.loss_resolution, roll)
 
     def _image_loss(self, images: torch.Tensor, targets: torch.Tensor,
                     roll: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
@@ -174,11 +203,10 @@ class ScratchPriorStage(TrainingStage):
     def _pivot_batch(self, index: int) -> tuple[torch.Tensor, dict, torch.Tensor | None, bool]:
         chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
         frames = self.pivot_frames[chosen]
-        images, features = self.generator.synthesis(self.model.pivots[torch.as_tensor(chosen, device=self.device)],
-                                                    noise_mode="const", return_features=True)
+        images, features, coarse = self._render(self.model.pivots[torch.as_tensor(chosen, device=self.device)], index)
         roll = self.model.inputs(self.channels[frames], self.layout, self.device).roll
         loss, losses, distance = self._image_loss(images, self.clip.images(frames, self.device), roll)
-        matte = matte_loss(self.matte, features, images, frames, self.loss_resolution, roll)
+        matte = self._matte_loss(features, images, frames, roll, coarse)
         if matte is not None:
             loss, losses["matte"] = loss + matte, matte.item()
         return loss, losses, distance, ends_epoch
@@ -197,15 +225,17 @@ class ScratchPriorStage(TrainingStage):
         frames = self.train_frames[chosen.numpy()]
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
         ws, _ = self.model(inputs)
-        images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
+        images, features, coarse = self._render(ws, index)
         loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll)
-        matte = matte_loss(self.matte, features, images, frames, self.loss_resolution, inputs.roll)
+        matte = self._matte_loss(features, images, frames, inputs.roll, coarse)
         if matte is not None:
             loss, losses["matte"] = loss + matte, matte.item()
         return loss, losses
 
     def step(self, index: int) -> dict[str, float]:
         config = self.config
+        if index == self.coarse_steps and index > 0:
+            log.info("scratch prior: coarse steps done, the last block trains from step %d", index)
         scale = cosine_rampdown(index, self.total_steps, config.lr_rampdown)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * scale
