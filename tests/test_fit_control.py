@@ -9,8 +9,6 @@ from pvp_runtime.avatar import roll_about
 from pvp_runtime.bundle import load_bundle, random_bundle, save_bundle
 from pvp_runtime.contract.channels import ChannelLayout
 from pvp_runtime.fit.control import PERCENTILES, control_sheet, moved, neutral_frame, sweeps, swept_channels
-from pvp_runtime.contract.errors import PVPError
-from pvp_runtime.fit.config import FitConfig
 from pvp_runtime.fit.data import Split
 from pvp_runtime.fit.evaluate import NO_LANDMARKS, evaluate_held_out, render_channels
 from pvp_runtime.fit.frame_roll import FrameRoll
@@ -238,20 +236,3 @@ def test_standardized_mappers_see_every_channel_in_the_clip_s_own_units(tmp_path
     bundle.model.standardize_like(train, LAYOUT)
     loaded = load_bundle(save_bundle(bundle, tmp_path / "standardized.pvp")).model
     torch.testing.assert_close(loaded.expression_input_scale, bundle.model.expression_input_scale)
-
-
-def test_median_centred_inputs_give_a_resting_expression_zero_input():
-    train = _training_channels()
-    config = MapperConfig(num_pivots=3, num_expressions=6, hidden=8, standardized=True, expression_center="median")
-    model = PVPModel(config, 6, 8)
-    model.standardize_like(train, LAYOUT)
-    raw = model.inputs(train, LAYOUT).jaw_expression
-    torch.testing.assert_close(model.expression_input_mean, raw.median(dim=0).values)
-    mean_centred = PVPModel(MapperConfig(num_pivots=3, num_expressions=6, hidden=8, standardized=True), 6, 8)
-    mean_centred.standardize_like(train, LAYOUT)
-    torch.testing.assert_close(mean_centred.expression_input_mean, raw.mean(dim=0))
-    assert MapperConfig.from_dict(config.to_dict()).expression_center == "median"
-    with pytest.raises(ValueError, match="expression_center"):
-        MapperConfig(num_pivots=3, expression_center="mode")
-    with pytest.raises(PVPError, match="mapper.expression_center"):
-        FitConfig.from_dict({"mapper": {"expression_center": "mode"}})

@@ -24,7 +24,6 @@ from typing import Any
 
 from ..contract.atomic_files import write_text_atomically
 from ..contract.errors import PVPError
-from ..model.pvp import EXPRESSION_CENTERS
 from .pixel_loss import PIXEL_LOSSES
 
 LPIPS_NETS = ("vgg", "alex")
@@ -151,8 +150,6 @@ class MapperTrainingConfig:
     # swept expression's change fell outside the region the expression moves).  One direction
     # per input and layer must serve every occurrence, so it learns what they share.
     expression_linear: bool = False
-    # "mean" or "median": where the expression mapper's standardised inputs are zero (model/pvp.py).
-    expression_center: str = "mean"
 
 
 @dataclass
@@ -291,8 +288,6 @@ class FitConfig:
         need(m.loss_resolution is None or m.loss_resolution >= 8, "mapper.loss_resolution", "must be >= 8 or null")
         need(m.tune_generator in TUNE_GENERATOR_CHOICES, "mapper.tune_generator",
              f"must be one of {', '.join(TUNE_GENERATOR_CHOICES)}")
-        need(m.expression_center in EXPRESSION_CENTERS, "mapper.expression_center",
-             f"must be one of {', '.join(EXPRESSION_CENTERS)}")
         need(k.dilation >= 1 and k.dilation % 2 == 1, "mask.dilation", "must be an odd number >= 1")
         need(k.blur >= 1 and k.blur % 2 == 1, "mask.blur", "must be an odd number >= 1")
         need(k.reference_resolution >= 8, "mask.reference_resolution", "must be >= 8")

@@ -301,7 +301,6 @@ class FitRun:
         model = PVPModel(ModelMapperConfig(num_pivots=len(self.pivots_ws), num_expressions=self.layout.num_expressions,
                                            hidden=m.hidden, beta=m.beta, expression_layers=m.expression_layers,
                                            expression_linear=m.expression_linear,
-                                           expression_center=m.expression_center,
                                            gaze=self.capture_has_gaze(), standardized=True),
                          g.num_ws, g.w_dim).to(self.device)
         with torch.no_grad():

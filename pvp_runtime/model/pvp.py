@@ -17,7 +17,6 @@ from .mappers import (DEFAULT_BETA, DEFAULT_EXPRESSION_LAYERS, DEFAULT_HIDDEN, G
                       ExpressionMapper, PoseMapper)
 
 STANDARDIZE_MIN_STD = 1e-4
-EXPRESSION_CENTERS = ("mean", "median")
 
 
 @dataclass(frozen=True)
@@ -31,10 +30,6 @@ class MapperConfig:
     # The expression mapper sees its inputs standardised by the training clip's statistics (stored
     # with the model): a 0.4 rad jaw and a 2-unit smile then move it equally fast (our addition).
     standardized: bool = False
-    # Where a standardised input is zero: "mean" of the training clip, or its "median" (our option):
-    # for an expression that comes in short pulses the median is the resting face, so the frames
-    # where it rests feed its weights no gradient at all instead of the other channels' residuals.
-    expression_center: str = "mean"
     # No hidden layer in the expression mapper (mappers.py); see fit/config.py for why a scratch
     # prior uses it.
     expression_linear: bool = False
@@ -42,8 +37,6 @@ class MapperConfig:
     def __post_init__(self):
         if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
             raise ValueError(f"pivot count must be a positive integer, got {self.num_pivots!r}")
-        if self.expression_center not in EXPRESSION_CENTERS:
-            raise ValueError(f"expression_center must be one of {EXPRESSION_CENTERS}, got {self.expression_center!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,12 +83,10 @@ class PVPModel(nn.Module):
     @torch.no_grad()
     def standardize_like(self, frames: np.ndarray, layout: ChannelLayout) -> None:
         """Take the expression mapper's input statistics from these (training) frames; a channel
-        that never moved keeps scale 1 (nothing to learn about it, nothing to amplify).  The buffer
-        ``expression_input_mean`` holds the centre, the median with ``expression_center="median"``."""
+        that never moved keeps scale 1 (nothing to learn about it, nothing to amplify)."""
         values = self.inputs(frames, layout).jaw_expression
         std = values.std(dim=0)
-        center = values.median(dim=0).values if self.config.expression_center == "median" else values.mean(dim=0)
-        self.expression_input_mean.copy_(center)
+        self.expression_input_mean.copy_(values.mean(dim=0))
         self.expression_input_scale.copy_(torch.where(std > STANDARDIZE_MIN_STD, 1.0 / std.clamp(min=1e-12),
                                                       torch.ones_like(std)))
 
