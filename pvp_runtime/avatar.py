@@ -128,11 +128,12 @@ class Avatar:
         ws, _ = self.model(inputs)
         ws = self.bundle.edits.apply(ws, frames[:, self.layout.slice("edit")])  # after the mappers
         matte = self.bundle.matte
+        warp = self.model.warp(inputs)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
             if matte is None:
-                img = self.generator.synthesis(ws, noise_mode="const")
+                img = self.generator.synthesis(ws, noise_mode="const", warp=warp)
             else:
-                img, features = self.generator.synthesis(ws, noise_mode="const", return_features=True)
+                img, features = self.generator.synthesis(ws, noise_mode="const", return_features=True, warp=warp)
                 learnt_alpha = matte(features, img)
         srgb = generator_to_srgb(img)
         alpha = torch.ones_like(srgb[:, :1]) if matte is None else learnt_alpha

@@ -141,7 +141,7 @@ def test_locality_regulariser(clip, lpips):
     assert all(p.grad is None for p in original.parameters())
 
 
-def _scratch_stage(clip, prepared, lpips, mode, frame_roll=None, **settings):
+def _scratch_stage(clip, prepared, lpips, mode, frame_roll=None, pose_warp_grid=0, **settings):
     from pvp_runtime.model.stylegan2 import Generator
 
     torch.manual_seed(0)
@@ -151,7 +151,8 @@ def _scratch_stage(clip, prepared, lpips, mode, frame_roll=None, **settings):
     for name, value in settings.items():
         setattr(config, name, value)
     frames = np.array([0, 8, 16])
-    model = PVPModel(MapperConfig(num_pivots=3, num_expressions=clip.layout.num_expressions, hidden=16),
+    model = PVPModel(MapperConfig(num_pivots=3, num_expressions=clip.layout.num_expressions, hidden=16,
+                                  pose_warp_grid=pose_warp_grid, pose_warp_resolution=8 if pose_warp_grid else 0),
                      generator.num_ws, 16)
     with torch.no_grad():
         model.pivots.copy_(initial_codes(generator, 3, seed=0, device="cpu"))
@@ -409,6 +410,16 @@ def test_coarse_steps_train_at_half_resolution_and_leave_the_last_block_alone(cl
     assert _scratch_stage(clip, prepared, lpips, "joint")[0].coarse_steps == 0
     with pytest.raises(PVPError, match="scratch.coarse_fraction"):
         FitConfig.from_dict({"scratch": {"coarse_fraction": 1.0}})
+
+
+def test_joint_scratch_prior_trains_the_pose_warp_with_the_mappers(clip, prepared, lpips):
+    stage, _, model = _scratch_stage(clip, prepared, lpips, "joint", pose_warp_grid=4, pivot_weight=0.5)
+    mapper_group = stage.optimizer.param_groups[2]["params"]
+    assert all(any(p is q for q in mapper_group) for p in model.pose_warp.parameters())
+    before = model.pose_warp.mlp[-1].weight.detach().clone()
+    for index in range(3):
+        assert np.isfinite(stage.step(index)["total"])
+    assert not torch.equal(before, model.pose_warp.mlp[-1].weight)
 
 
 def test_pose_curriculum_starts_near_the_usual_pose_and_widens_to_every_frame(clip, prepared, lpips):

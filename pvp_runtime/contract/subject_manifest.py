@@ -64,10 +64,12 @@ GENERATOR_BOUNDS = {
     "mapping_lr_multiplier": Bound(0, 100, "real"), "img_channels": Bound(1, 4),
     "conv_clamp": Bound(0, 1e6, "real", optional=True),
 }
+POSE_WARP_MAX_GRID = 64  # model/pose_warp.py: offsets on at most a 64 x 64 grid
 MAPPER_BOUNDS = {
     "num_pivots": Bound(1, 2048), "num_expressions": Bound(1, MAX_EXPRESSIONS), "hidden": Bound(1, 4096),
     "beta": Bound(0, 10, "real"), "expression_layers": Bound(1, 32), "gaze": Bound(kind="flag"),
     "standardized": Bound(kind="flag"), "expression_linear": Bound(kind="flag"),
+    "pose_warp_grid": Bound(0, POSE_WARP_MAX_GRID), "pose_warp_resolution": Bound(0, 2048),
 }
 # The matte head (model/matte.py): it reads the generator's channels at its output resolution.
 MATTE_BOUNDS = {"in_channels": Bound(1, 1024), "resolution": Bound(8, 2048), "hidden": Bound(1, 256)}

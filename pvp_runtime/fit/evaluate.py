@@ -85,7 +85,7 @@ def render_channels(generator: Generator, model: PVPModel, channels: np.ndarray,
     """sRGB renders in [0, 1]; with ``frame_roll`` (pass-through crops) rolled as the frames are."""
     inputs = model.inputs(channels, layout, device)
     ws, _ = model(inputs)
-    return as_shown(generator.synthesis(ws, noise_mode="const"), inputs.roll, frame_roll)
+    return as_shown(generator.synthesis(ws, noise_mode="const", warp=model.warp(inputs)), inputs.roll, frame_roll)
 
 
 def as_shown(images: torch.Tensor, roll: torch.Tensor, frame_roll: FrameRoll | None) -> torch.Tensor:
@@ -127,8 +127,9 @@ def evaluate_held_out(generator: Generator, model: PVPModel, clip: PreparedClip,
         retrieval = (clip.images(nearest_train[chunk], device) + 1) / 2
         pose_retrieval = (clip.images(nearest_pose[chunk], device) + 1) / 2
         slots = torch.as_tensor([pivot_slot[int(f)] for f in nearest_pivot[chunk]], device=device)
-        pivot = as_shown(generator.synthesis(model.pivots[slots], noise_mode="const"),
-                         model.inputs(channels[frames], layout, device).roll, frame_roll)
+        inputs = model.inputs(channels[frames], layout, device)  # placed like the frame it stands in for
+        pivot = as_shown(generator.synthesis(model.pivots[slots], noise_mode="const", warp=model.warp(inputs)),
+                         inputs.roll, frame_roll)
         for method, image in zip(METHODS, (fit, retrieval, pose_retrieval, pivot)):
             for metric, values in frame_metrics(image, truth, lpips, matte, region).items():
                 per_frame[method].setdefault(metric, []).append(values.cpu().numpy())

@@ -93,7 +93,8 @@ class MapperStage(TrainingStage):
 
     def render(self, inputs: MapperInputs) -> tuple[torch.Tensor, dict]:
         ws, terms = self.model(inputs)
-        images, terms["features"] = self.generator.synthesis(ws, noise_mode="const", return_features=True)
+        images, terms["features"] = self.generator.synthesis(ws, noise_mode="const", return_features=True,
+                                                             warp=self.model.warp(inputs))
         return images, terms
 
     def step(self, index: int) -> dict[str, float]:

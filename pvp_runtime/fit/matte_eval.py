@@ -50,7 +50,7 @@ def evaluate_matte(generator: Generator, model: PVPModel, head: MatteHead, clip:
         frames = held[start:start + batch_size]
         inputs = model.inputs(channels[frames], layout, device)
         ws, _ = model(inputs)
-        images, features = generator.synthesis(ws, noise_mode="const", return_features=True)
+        images, features = generator.synthesis(ws, noise_mode="const", return_features=True, warp=model.warp(inputs))
         alpha, _ = rolled_alpha(head(features, images), inputs.roll, frame_roll)
         truth = clip.matte_tensor(frames, device)
         for method, prediction in (("learnt", alpha), ("constant_baseline", constant.expand_as(truth))):

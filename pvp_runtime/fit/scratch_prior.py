@@ -146,7 +146,8 @@ class ScratchPriorStage(TrainingStage):
         groups = [{"params": synthesis, "lr": config.generator_lr},
                   {"params": [model.pivots], "lr": config.code_lr}]
         if self.joint:
-            mappers = [p.requires_grad_(True) for module in (model.pose_mapper, model.expression_mapper)
+            learnt_with_mappers = (model.pose_mapper, model.expression_mapper, model.pose_warp)
+            mappers = [p.requires_grad_(True) for module in learnt_with_mappers if module is not None
                        for p in module.parameters()]
             mapper_beta1 = config.beta1 if config.mapper_beta1 is None else config.mapper_beta1
             groups.append({"params": mappers, "lr": config.mapper_lr, "betas": (mapper_beta1, ADAM_BETA2)})
@@ -171,11 +172,12 @@ class ScratchPriorStage(TrainingStage):
     def converged(self) -> bool:
         return self._converged
 
-    def _render(self, ws: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _render(self, ws: torch.Tensor, inputs, index: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(images, last features, coarse?): half resolution during the coarse steps."""
         coarse = index < self.coarse_steps
         images, features = self.generator.synthesis(ws, noise_mode="const", return_features=True,
-                                                    max_resolution=self.coarse_resolution if coarse else None)
+                                                    max_resolution=self.coarse_resolution if coarse else None,
+                                                    warp=self.model.warp(inputs))
         if coarse:
             # Upsampled as the skip path upsamples it: exactly the full render without the last
             # block's contribution, so every loss runs unchanged at full resolution.
@@ -203,8 +205,10 @@ class ScratchPriorStage(TrainingStage):
     def _pivot_batch(self, index: int) -> tuple[torch.Tensor, dict, torch.Tensor | None, bool]:
         chosen, ends_epoch = epoch_batch(self.seed, self.name, index, len(self.pivot_frames), self.batch_size)
         frames = self.pivot_frames[chosen]
-        images, features, coarse = self._render(self.model.pivots[torch.as_tensor(chosen, device=self.device)], index)
-        roll = self.model.inputs(self.channels[frames], self.layout, self.device).roll
+        inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
+        images, features, coarse = self._render(self.model.pivots[torch.as_tensor(chosen, device=self.device)],
+                                                inputs, index)
+        roll = inputs.roll
         loss, losses, distance = self._image_loss(images, self.clip.images(frames, self.device), roll)
         matte = self._matte_loss(features, images, frames, roll, coarse)
         if matte is not None:
@@ -225,7 +229,7 @@ class ScratchPriorStage(TrainingStage):
         frames = self.train_frames[chosen.numpy()]
         inputs = self.model.inputs(self.channels[frames], self.layout, self.device)
         ws, _ = self.model(inputs)
-        images, features, coarse = self._render(ws, index)
+        images, features, coarse = self._render(ws, inputs, index)
         loss, losses, _ = self._image_loss(images, self.clip.images(frames, self.device), inputs.roll)
         matte = self._matte_loss(features, images, frames, inputs.roll, coarse)
         if matte is not None:

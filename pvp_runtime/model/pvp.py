@@ -15,6 +15,7 @@ from torch import nn
 from ..contract.channels import ChannelLayout, effective_head_angles
 from .mappers import (DEFAULT_BETA, DEFAULT_EXPRESSION_LAYERS, DEFAULT_HIDDEN, GAZE_INPUTS, JAW_INPUTS,
                       ExpressionMapper, PoseMapper)
+from .pose_warp import PoseWarp, Warp, check_pose_warp
 
 STANDARDIZE_MIN_STD = 1e-4
 
@@ -33,10 +34,16 @@ class MapperConfig:
     # No hidden layer in the expression mapper (mappers.py); see fit/config.py for why a scratch
     # prior uses it.
     expression_linear: bool = False
+    # A pose warp of the features at ``pose_warp_resolution`` on a ``pose_warp_grid``-square grid
+    # (model/pose_warp.py); 0: none, as in the paper.
+    pose_warp_grid: int = 0
+    pose_warp_resolution: int = 0
 
     def __post_init__(self):
         if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
             raise ValueError(f"pivot count must be a positive integer, got {self.num_pivots!r}")
+        if self.pose_warp_grid:
+            check_pose_warp(self.pose_warp_grid, self.pose_warp_resolution)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +82,8 @@ class PVPModel(nn.Module):
         self.pose_mapper = PoseMapper(config.num_pivots, config.hidden, config.beta)
         self.expression_mapper = ExpressionMapper(config.num_expressions, w_dim, self.expression_layers,
                                                   config.hidden, config.gaze, config.expression_linear)
+        self.pose_warp = (PoseWarp(config.pose_warp_grid, config.pose_warp_resolution)
+                          if config.pose_warp_grid else None)
         if config.standardized:
             inputs = JAW_INPUTS + config.num_expressions + (GAZE_INPUTS if config.gaze else 0)
             self.register_buffer("expression_input_mean", torch.zeros(inputs))
@@ -93,6 +102,10 @@ class PVPModel(nn.Module):
     def inputs(self, frames: np.ndarray, layout: ChannelLayout, device="cpu") -> MapperInputs:
         """What this model's mappers read of ``frames`` (the eyes only for a gaze subject)."""
         return MapperInputs.from_frames(frames, layout, device, self.config.gaze)
+
+    def warp(self, inputs: MapperInputs) -> Warp | None:
+        """What to pass as ``synthesis(warp=...)`` for these frames: their pose warp, or None."""
+        return None if self.pose_warp is None else self.pose_warp.bind(inputs.pitch_yaw)
 
     def forward(self, inputs: MapperInputs) -> tuple[torch.Tensor, dict]:
         """Returns W+ [B, num_ws, w_dim] and the terms the latent regulariser needs."""

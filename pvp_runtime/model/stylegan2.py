@@ -355,13 +355,15 @@ class SynthesisNetwork(nn.Module):
             setattr(self, f"b{res}", SynthesisBlock(in_channels, config.channels(res), res, config))
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", return_features: bool = False,
-                max_resolution: int | None = None):
+                max_resolution: int | None = None, warp=None):
         """W+ ``[N, num_ws, w_dim]`` -> image ``[N, C, R, R]`` in roughly [-1, 1].
 
         With ``return_features``, also the last block's features ``[N, channels(R), R, R]`` (what
         a subject's matte head reads, ``model/matte.py``); the image is computed the same way.
         ``max_resolution``: stop after that block; the image is then the skip sum so far, at that
-        resolution (what coarse-to-fine training uses, fit/scratch_prior.py)."""
+        resolution (what coarse-to-fine training uses, fit/scratch_prior.py).  ``warp``: called as
+        ``warp(resolution, features, image)`` after every block, returns both (a subject's pose
+        warp, ``model/pose_warp.py``)."""
         if ws.ndim != 3 or ws.shape[1] != self.num_ws:
             raise ValueError(f"expected W+ of shape [N, {self.num_ws}, w_dim], got {tuple(ws.shape)}")
         if max_resolution is not None and max_resolution not in self.resolutions:
@@ -374,6 +376,8 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, f"b{res}")
             # A block's ToRGB shares its latent with the next block's first conv.
             x, img = block(x, img, ws[:, w_index:w_index + block.num_conv + 1], noise_mode)
+            if warp is not None:
+                x, img = warp(res, x, img)
             w_index += block.num_conv
         return (img, x) if return_features else img
 
