@@ -411,7 +411,8 @@ def test_pass_through_fit_learns_gaze_and_roll_and_says_it_has_no_eye_mouth_mask
     settings = ["fit", str(tmp_path / "cap" / "frames"), str(tmp_path / "cap" / "channels.csv"), "-o", str(out),
                 "--expressions", "50", "--device", "cpu", "--pivots", "3", "--held-out", "6", "--resolution", "32",
                 "--width", "16", "--scratch-steps", "6", "--mapper-steps", "0", "--seed", "1",
-                "--set", "lpips.net=\"alex\"", "--set", "scratch.lpips_weight=0", "--set", "scratch.pose_warp_grid=4"]
+                "--set", "lpips.net=\"alex\"", "--set", "scratch.lpips_weight=0", "--set", "scratch.pose_warp_grid=4",
+                "--set", "scratch.expression_warp_grid=4"]
     assert main(settings) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
@@ -420,7 +421,8 @@ def test_pass_through_fit_learns_gaze_and_roll_and_says_it_has_no_eye_mouth_mask
     bundle = load_bundle(out / "subject.pvp")
     assert list(bundle.framing.roll_center) == pytest.approx(report["framing"]["roll_center"])
     assert bundle.model.config.gaze is True
-    assert (bundle.model.config.pose_warp_grid, bundle.model.config.pose_warp_resolution) == (4, 8)
+    warp = bundle.model.config
+    assert (warp.pose_warp_grid, warp.pose_warp_resolution, warp.expression_warp_grid) == (4, 8, 4)
     assert "eye_l_y" in report["control"]["sweeps"] and "expr_20" not in report["control"]["sweeps"]
     # No mattes: no alpha learnt, and the report and the bundle say so.
     assert report["matte"] == {"alpha": "none: fitted without --mattes, so alpha is 1 everywhere"}

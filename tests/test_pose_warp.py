@@ -20,8 +20,9 @@ def _frames(yaws):
     return frames
 
 
-def _warped_model(generator, grid=4, resolution=8, seed=0):
-    config = MapperConfig(num_pivots=2, num_expressions=5, pose_warp_grid=grid, pose_warp_resolution=resolution)
+def _warped_model(generator, grid=4, resolution=8, seed=0, expression_grid=0):
+    config = MapperConfig(num_pivots=2, num_expressions=5, pose_warp_grid=grid, pose_warp_resolution=resolution,
+                          expression_warp_grid=expression_grid)
     model = PVPModel(config, generator.num_ws, generator.config.w_dim)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -32,8 +33,10 @@ def _warped_model(generator, grid=4, resolution=8, seed=0):
 def test_an_untrained_warp_is_the_identity():
     torch.manual_seed(0)
     generator = Generator(tiny_config(32, 16)).eval()
-    model = _warped_model(generator)
-    inputs = model.inputs(_frames([0.5, -0.4]), LAYOUT)
+    model = _warped_model(generator, expression_grid=4)
+    frames = _frames([0.5, -0.4])
+    frames[:, LAYOUT.index("expr_01")] = [1.0, -2.0]
+    inputs = model.inputs(frames, LAYOUT)
     ws, _ = model(inputs)
     assert torch.equal(generator.synthesis(ws, warp=model.warp(inputs)), generator.synthesis(ws))
 
@@ -54,9 +57,10 @@ def test_a_uniform_flow_moves_the_features_at_its_resolution_only():
 
 def test_the_warp_follows_the_pose_and_survives_a_bundle_round_trip(tmp_path):
     source = random_bundle(tiny_config(32, 16), num_pivots=2, num_expressions=5, seed=1)
-    model = _warped_model(source.generator)
+    model = _warped_model(source.generator, expression_grid=3)
     with torch.no_grad():
         torch.nn.init.normal_(model.pose_warp.mlp[-1].weight, std=1.0)
+        torch.nn.init.normal_(model.pose_warp.expression_fields, std=1.0)
     bundle = SubjectBundle(name="warped", generator=source.generator, model=model.eval(),
                            channel_stats=source.channel_stats, provenance=source.provenance)
     avatar = Avatar.load(save_bundle(bundle, tmp_path / "warped.pvp"), device="cpu")
@@ -70,6 +74,7 @@ def test_the_warp_follows_the_pose_and_survives_a_bundle_round_trip(tmp_path):
     plain = avatar.render(frames).srgb8
     assert np.abs(warped.astype(int) - plain.astype(int)).max() > 10
     loaded = load_bundle(tmp_path / "warped.pvp").model
+    torch.testing.assert_close(loaded.pose_warp.expression_fields, model.pose_warp.expression_fields)
     left, right = torch.tensor([[0.0, 0.6]]), torch.tensor([[0.0, -0.6]])
     torch.testing.assert_close(loaded.pose_warp.flow(left), model.pose_warp.flow(left))
     assert not torch.allclose(model.pose_warp.flow(left), model.pose_warp.flow(right))
@@ -84,3 +89,30 @@ def test_bad_pose_warp_settings_are_named():
         FitConfig.from_dict({"scratch": {"pose_warp_grid": 200}})
     with pytest.raises(PVPError, match="scratch.pose_warp_grid.*joint"):
         FitConfig.from_dict({"scratch": {"pose_warp_grid": 8, "mode": "pivots"}})
+
+
+def test_expression_flows_add_up_per_channel_and_move_with_the_head():
+    warp = PoseWarp(grid=2, resolution=8, expression_inputs=3, expression_grid=4)
+    with torch.no_grad():
+        torch.nn.init.normal_(warp.expression_fields)
+    a, b = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, -2.0, 0.5]])
+    # Linear in the channels, as blendshapes: a channel at rest moves nothing.
+    torch.testing.assert_close(warp.expression_flow(a + b), warp.expression_flow(a) + warp.expression_flow(b))
+    assert torch.equal(warp.expression_flow(torch.zeros(1, 3)), torch.zeros(1, 2, 4, 4))
+    still = warp.sampling_grid(torch.zeros(1, 2))
+    # With the head still, the offsets are the fields themselves, upsampled.
+    fields = torch.nn.functional.interpolate(warp.expression_flow(a), size=(8, 8), mode="bilinear",
+                                             align_corners=True)
+    torch.testing.assert_close(warp.sampling_grid(torch.zeros(1, 2), a) - still, fields.permute(0, 2, 3, 1))
+    # A head moved one pixel right finds each expression offset one pixel along on the still head.
+    with torch.no_grad():
+        warp.mlp[-1].bias.view(2, 4)[0] = (2 / 8) / FLOW_GAIN
+    moved = warp.sampling_grid(torch.zeros(1, 2), a) - warp.sampling_grid(torch.zeros(1, 2))
+    torch.testing.assert_close(moved[:, :, :-1], fields.permute(0, 2, 3, 1)[:, :, 1:])
+
+
+def test_expression_flows_need_a_pose_warp():
+    with pytest.raises(PVPError, match="scratch.expression_warp_grid"):
+        FitConfig.from_dict({"scratch": {"expression_warp_grid": 8}})
+    with pytest.raises(ValueError, match="pose warp grid"):
+        MapperConfig(num_pivots=2, pose_warp_grid=4, pose_warp_resolution=8, expression_warp_grid=1)

@@ -70,6 +70,7 @@ MAPPER_BOUNDS = {
     "beta": Bound(0, 10, "real"), "expression_layers": Bound(1, 32), "gaze": Bound(kind="flag"),
     "standardized": Bound(kind="flag"), "expression_linear": Bound(kind="flag"),
     "pose_warp_grid": Bound(0, POSE_WARP_MAX_GRID), "pose_warp_resolution": Bound(0, 2048),
+    "expression_warp_grid": Bound(0, POSE_WARP_MAX_GRID),
 }
 # The matte head (model/matte.py): it reads the generator's channels at its output resolution.
 MATTE_BOUNDS = {"in_channels": Bound(1, 1024), "resolution": Bound(8, 2048), "hidden": Bound(1, 256)}

@@ -113,6 +113,7 @@ class ScratchPriorConfig:
     pose_curriculum: float = 0.0  # joint mode: fraction of the steps that widen from frontal-ish frames to all
     coarse_fraction: float = 0.0  # fraction of the steps trained at half resolution first (scratch_prior.py)
     pose_warp_grid: int = 0       # joint mode: a pose warp on this grid at a quarter resolution (model/pose_warp.py)
+    expression_warp_grid: int = 0  # with pose_warp_grid: per-channel expression flows on this grid (pose_warp.py)
     lr_rampdown: float = 0.3      # every learning rate falls to 0 along a cosine over this last fraction
     beta1: float = 0.0            # Adam's first-moment decay (StyleGAN's 0: no momentum)
     mapper_beta1: float | None = None  # joint mode, the mappers' own; None: beta1 (see scratch_prior.py)
@@ -272,6 +273,8 @@ class FitConfig:
              f"must be 0 (off) or in 2..{MAX_GRID}")
         need(s.pose_warp_grid == 0 or s.mode == "joint", "scratch.pose_warp_grid",
              "needs scratch.mode \"joint\" (the warp learns with the mappers)")
+        need(s.expression_warp_grid == 0 or (s.pose_warp_grid and 2 <= s.expression_warp_grid <= MAX_GRID),
+             "scratch.expression_warp_grid", f"must be 0 (off) or in 2..{MAX_GRID}, with scratch.pose_warp_grid set")
         need(s.mapper_beta1 is None or 0 <= s.mapper_beta1 < 1, "scratch.mapper_beta1", "must be in [0, 1) or null")
         need(s.loss_resolution is None or s.loss_resolution >= 8, "scratch.loss_resolution", "must be >= 8 or null")
         for key in ("projector.lr", "pti.lr", "scratch.generator_lr", "scratch.code_lr", "scratch.mapper_lr",

@@ -298,11 +298,13 @@ class FitRun:
         m = self.config.mapper
         g = self.generator.config
         warp_grid = self.config.scratch.pose_warp_grid if self.request.prior == "scratch" else 0
+        expression_warp_grid = self.config.scratch.expression_warp_grid if warp_grid else 0
         torch.manual_seed(derived_seed(self.config.seed, "mapper-init"))
         model = PVPModel(ModelMapperConfig(num_pivots=len(self.pivots_ws), num_expressions=self.layout.num_expressions,
                                            hidden=m.hidden, beta=m.beta, expression_layers=m.expression_layers,
                                            expression_linear=m.expression_linear, pose_warp_grid=warp_grid,
                                            pose_warp_resolution=max(4, g.resolution // 4) if warp_grid else 0,
+                                           expression_warp_grid=expression_warp_grid,
                                            gaze=self.capture_has_gaze(), standardized=True),
                          g.num_ws, g.w_dim).to(self.device)
         with torch.no_grad():

@@ -13,7 +13,16 @@ and applied with bilinear sampling to the features (and the skip image) after th
 detail where it now lands.  The pose mapper still chooses the W+ of each pose, for what a 2D
 flow cannot do (the far cheek hiding, shading, the silhouette).
 
-The last layer starts at zero, so an untrained warp is the identity.
+Expression flows (``expression_grid`` > 0): one learnt field of 2D offsets per jaw, expression
+(and gaze) input, weighted by the standardised input and summed: a 2D blendshape, linear in
+the channels as FLAME's own blendshapes are.  Why: most of what an expression does is move
+something (a brow up, a lid down, the mouth corners out), and a field that moves the features
+lowers the loss the first time a channel is active, where an offset in W+ has to wait until the
+generator has learnt to answer it.  The fields live on the still head: an output pixel first
+finds where it lies on that head (the pose flow), then moves by the expression fields there.
+The W+ offsets stay for what does not move (the mouth's inside, shading).
+
+Every last layer starts at zero, so an untrained warp is the identity.
 """
 
 from __future__ import annotations
@@ -44,7 +53,8 @@ def check_pose_warp(grid: int, resolution: int) -> None:
 
 
 class PoseWarp(nn.Module):
-    def __init__(self, grid: int, resolution: int, hidden: int = HIDDEN):
+    def __init__(self, grid: int, resolution: int, hidden: int = HIDDEN, expression_inputs: int = 0,
+                 expression_grid: int = 0):
         super().__init__()
         check_pose_warp(grid, resolution)
         self.grid = grid
@@ -52,22 +62,39 @@ class PoseWarp(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(POSE_INPUTS, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 2 * grid * grid))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
+        self.expression_grid = expression_grid if expression_inputs else 0
+        if self.expression_grid:
+            check_pose_warp(expression_grid, resolution)
+            self.expression_fields = nn.Parameter(torch.zeros(expression_inputs, 2, expression_grid, expression_grid))
 
     def flow(self, pitch_yaw: torch.Tensor) -> torch.Tensor:
         """``[B, 2, grid, grid]`` offsets (x, y) in [-1, 1] units."""
         return FLOW_GAIN * self.mlp(pitch_yaw).view(-1, 2, self.grid, self.grid)
 
-    def sampling_grid(self, pitch_yaw: torch.Tensor) -> torch.Tensor:
+    def expression_flow(self, expression: torch.Tensor) -> torch.Tensor:
+        """``[B, 2, E, E]`` offsets on the still head: the fields weighted by the standardised inputs."""
+        return FLOW_GAIN * torch.einsum("bi,ichw->bchw", expression, self.expression_fields)
+
+    def _full_size(self, flow: torch.Tensor) -> torch.Tensor:
+        size = self.resolution
+        return F.interpolate(flow, size=(size, size), mode="bilinear", align_corners=True)
+
+    def sampling_grid(self, pitch_yaw: torch.Tensor, expression: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, R, R, 2]`` where each output pixel at ``resolution`` samples its input."""
         size = self.resolution
-        offsets = F.interpolate(self.flow(pitch_yaw), size=(size, size), mode="bilinear", align_corners=True)
+        offsets = self._full_size(self.flow(pitch_yaw)).permute(0, 2, 3, 1)
         identity = torch.eye(2, 3, device=pitch_yaw.device, dtype=offsets.dtype).expand(len(pitch_yaw), 2, 3)
-        base = F.affine_grid(identity, [len(pitch_yaw), 1, size, size], align_corners=False)
-        return base + offsets.permute(0, 2, 3, 1)
+        on_still_head = F.affine_grid(identity, [len(pitch_yaw), 1, size, size], align_corners=False) + offsets
+        if not self.expression_grid or expression is None:
+            return on_still_head
+        fields = self._full_size(self.expression_flow(expression))
+        moved = F.grid_sample(fields, on_still_head, mode="bilinear", padding_mode="border", align_corners=False)
+        return on_still_head + moved.permute(0, 2, 3, 1)
 
-    def bind(self, pitch_yaw: torch.Tensor) -> Warp:
-        """The warp for these frames, as ``SynthesisNetwork.forward(warp=...)`` takes it."""
-        grid = self.sampling_grid(pitch_yaw)
+    def bind(self, pitch_yaw: torch.Tensor, expression: torch.Tensor | None = None) -> Warp:
+        """The warp for these frames, as ``SynthesisNetwork.forward(warp=...)`` takes it;
+        ``expression``: the standardised jaw/expression (/gaze) inputs, for the expression flows."""
+        grid = self.sampling_grid(pitch_yaw, expression)
 
         def warp(resolution: int, features: torch.Tensor, image: torch.Tensor):
             if resolution != self.resolution:

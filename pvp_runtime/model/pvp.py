@@ -38,12 +38,15 @@ class MapperConfig:
     # (model/pose_warp.py); 0: none, as in the paper.
     pose_warp_grid: int = 0
     pose_warp_resolution: int = 0
+    expression_warp_grid: int = 0  # with a pose warp: per-input expression flows on this grid; 0: none
 
     def __post_init__(self):
         if not isinstance(self.num_pivots, int) or self.num_pivots < 1:
             raise ValueError(f"pivot count must be a positive integer, got {self.num_pivots!r}")
         if self.pose_warp_grid:
             check_pose_warp(self.pose_warp_grid, self.pose_warp_resolution)
+            if self.expression_warp_grid:
+                check_pose_warp(self.expression_warp_grid, self.pose_warp_resolution)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,10 +85,11 @@ class PVPModel(nn.Module):
         self.pose_mapper = PoseMapper(config.num_pivots, config.hidden, config.beta)
         self.expression_mapper = ExpressionMapper(config.num_expressions, w_dim, self.expression_layers,
                                                   config.hidden, config.gaze, config.expression_linear)
-        self.pose_warp = (PoseWarp(config.pose_warp_grid, config.pose_warp_resolution)
+        inputs = JAW_INPUTS + config.num_expressions + (GAZE_INPUTS if config.gaze else 0)
+        self.pose_warp = (PoseWarp(config.pose_warp_grid, config.pose_warp_resolution, expression_inputs=inputs,
+                                   expression_grid=config.expression_warp_grid)
                           if config.pose_warp_grid else None)
         if config.standardized:
-            inputs = JAW_INPUTS + config.num_expressions + (GAZE_INPUTS if config.gaze else 0)
             self.register_buffer("expression_input_mean", torch.zeros(inputs))
             self.register_buffer("expression_input_scale", torch.ones(inputs))
 
@@ -105,15 +109,20 @@ class PVPModel(nn.Module):
 
     def warp(self, inputs: MapperInputs) -> Warp | None:
         """What to pass as ``synthesis(warp=...)`` for these frames: their pose warp, or None."""
-        return None if self.pose_warp is None else self.pose_warp.bind(inputs.pitch_yaw)
+        if self.pose_warp is None:
+            return None
+        return self.pose_warp.bind(inputs.pitch_yaw, self.expression_inputs(inputs))
+
+    def expression_inputs(self, inputs: MapperInputs) -> torch.Tensor:
+        """The jaw/expression (/gaze) inputs as the expression mapper sees them (standardised)."""
+        if not self.config.standardized:
+            return inputs.jaw_expression
+        return (inputs.jaw_expression - self.expression_input_mean) * self.expression_input_scale
 
     def forward(self, inputs: MapperInputs) -> tuple[torch.Tensor, dict]:
         """Returns W+ [B, num_ws, w_dim] and the terms the latent regulariser needs."""
         weights, residual = self.pose_mapper(inputs.pitch_yaw)
         w_pose = torch.einsum("bn,nlc->blc", weights, self.pivots)
-        jaw_expression = inputs.jaw_expression
-        if self.config.standardized:
-            jaw_expression = (jaw_expression - self.expression_input_mean) * self.expression_input_scale
-        delta = self.expression_mapper(jaw_expression)
+        delta = self.expression_mapper(self.expression_inputs(inputs))
         ws = torch.cat([w_pose[:, :self.expression_layers] + delta, w_pose[:, self.expression_layers:]], dim=1)
         return ws, {"weights": weights, "residual": residual, "delta": delta}
